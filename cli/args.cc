@@ -1,0 +1,96 @@
+#include "cli/args.h"
+
+#include <charconv>
+#include <cstdio>
+#include <iostream>
+
+namespace drfs::cli {
+
+Result<Args> ParseArgs(int argc, char** argv, int first, const OptionSpec& spec) {
+  Args a;
+  bool only_positional = false;
+  for (int i = first; i < argc; ++i) {
+    std::string s = argv[i];
+    if (only_positional || s.size() < 2 || s[0] != '-' || s == "-") {
+      a.positional.push_back(s);
+      continue;
+    }
+    if (s == "--") {
+      only_positional = true;
+      continue;
+    }
+    std::string name = s.substr(s[1] == '-' ? 2 : 1);
+    std::optional<std::string> inline_value;
+    if (auto eq = name.find('='); eq != std::string::npos) {
+      inline_value = name.substr(eq + 1);
+      name = name.substr(0, eq);
+    }
+    if (spec.flags.count(name)) {
+      if (inline_value) return InvalidArgument("option --" + name + " takes no value");
+      a.flags.insert(name);
+    } else if (spec.with_value.count(name)) {
+      if (inline_value) {
+        a.values[name] = *inline_value;
+      } else if (i + 1 < argc) {
+        a.values[name] = argv[++i];
+      } else {
+        return InvalidArgument("option --" + name + " needs a value");
+      }
+    } else {
+      return InvalidArgument("unknown option '" + s + "'");
+    }
+  }
+  return a;
+}
+
+Result<uint64_t> ParseUint(const std::string& s, const std::string& what, int base) {
+  uint64_t v = 0;
+  const char* b = s.data();
+  const char* e = s.data() + s.size();
+  if (base == 16 && s.size() > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) b += 2;
+  auto [p, ec] = std::from_chars(b, e, v, base);
+  if (s.empty() || ec != std::errc() || p != e) {
+    return InvalidArgument(what + " '" + s + "' is not a valid " +
+                           (base == 8 ? "octal " : base == 16 ? "hex " : "") +
+                           "non-negative number");
+  }
+  return v;
+}
+
+Result<int64_t> ParseInt(const std::string& s, const std::string& what) {
+  int64_t v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (s.empty() || ec != std::errc() || p != s.data() + s.size()) {
+    return InvalidArgument(what + " '" + s + "' is not a valid number");
+  }
+  return v;
+}
+
+std::string HumanBytes(uint64_t n) {
+  static const char* kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+  double v = static_cast<double>(n);
+  int u = 0;
+  while (v >= 1024 && u < 5) {
+    v /= 1024;
+    ++u;
+  }
+  char buf[32];
+  if (u == 0) {
+    std::snprintf(buf, sizeof buf, "%llu B", static_cast<unsigned long long>(n));
+  } else {
+    std::snprintf(buf, sizeof buf, "%.1f %s", v, kUnits[u]);
+  }
+  return buf;
+}
+
+int Fail(const Status& s) {
+  std::cerr << "drfs: " << s.message() << "\n";
+  return kExitError;
+}
+
+int UsageError(const std::string& message, const std::string& usage) {
+  std::cerr << "drfs: " << message << "\n\n" << usage;
+  return kExitUsage;
+}
+
+}  // namespace drfs::cli

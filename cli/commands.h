@@ -1,0 +1,9 @@
+// Entry points of the drfs subcommand groups. Each takes the full argv and the index of the
+// first argument after its group name, and returns the process exit code.
+#pragma once
+
+namespace drfs::cli {
+
+int ChangelogCommand(int argc, char** argv, int first);
+
+}  // namespace drfs::cli

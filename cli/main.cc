@@ -1,0 +1,42 @@
+// drfs: the command line of the drfs distributed file system.
+#include <cstring>
+#include <iostream>
+#include <string>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+
+namespace {
+
+constexpr char kUsage[] =
+    "usage: drfs <group> <command> [args...]\n"
+    "\n"
+    "drfs is a replicated file system with geo-replication for disaster recovery.\n"
+    "\n"
+    "Groups:\n"
+    "  changelog   inspect and manage a brick's mutation journal (dump, status, purge, cursor)\n"
+    "  version     print the version\n"
+    "\n"
+    "Run 'drfs <group> --help' for a group's commands. Exit codes: 0 ok, 1 error, 2 usage.\n";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace drfs::cli;
+  if (argc < 2) {
+    std::cerr << kUsage;
+    return kExitUsage;
+  }
+  std::string group = argv[1];
+  if (group == "--help" || group == "-h" || group == "help") {
+    std::cout << kUsage;
+    return kExitOk;
+  }
+  if (group == "version" || group == "--version") {
+    std::cout << "drfs " << DRFS_VERSION << "\n";
+    return kExitOk;
+  }
+  if (group == "changelog") return ChangelogCommand(argc, argv, 2);
+  std::cerr << "drfs: unknown command group '" << group << "'\n\n" << kUsage;
+  return kExitUsage;
+}
