@@ -108,7 +108,7 @@ std::string FormatEntryJson(const Entry& e) {
       default: j.Uint(v);  // modes are numbers in JSON; scripts format them as they like
     }
   });
-  j.Key("segment").String(e.segment).Key("offset").Uint(e.offset);
+  j.Key("segment").String(e.segment).Key("segment_offset").Uint(e.offset);
   j.EndObject();
   return j.Take();
 }

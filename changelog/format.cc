@@ -108,7 +108,7 @@ Status SegmentScanner::ReadHeader(SegmentHeader* h) {
   DRFS_RETURN_IF_ERROR(Fill(kSegmentHeaderSize));
   std::string why;
   if (!DecodeSegmentHeader(buf_, h, &why)) {
-    return DataLoss("changelog segment " + file_->path() + " has an unreadable header: " + why);
+    return DataLoss("unreadable segment header: " + why);
   }
   offset_ = kSegmentHeaderSize;
   return Status::Ok();
@@ -176,18 +176,25 @@ SegmentScanner::Outcome SegmentScanner::Next(Record* rec, std::string* why) {
   return Outcome::kRecord;
 }
 
-Result<bool> SegmentScanner::RestIsZero() const {
-  uint64_t off = offset_;
-  std::string chunk(kReadChunk, '\0');
-  for (;;) {
-    std::string_view got;
-    DRFS_RETURN_IF_ERROR(file_->Read(off, chunk.size(), chunk.data(), &got));
-    if (got.empty()) return true;
-    for (char c : got) {
-      if (c != 0) return false;
+Result<bool> SegmentScanner::ValidRecordAfter(Lsn last_good) const {
+  DRFS_ASSIGN_OR_RETURN(uint64_t size, file_->Size());
+  if (size <= offset_ + 1) return false;
+  std::string rest(size - offset_ - 1, '\0');
+  std::string_view got;
+  DRFS_RETURN_IF_ERROR(file_->Read(offset_ + 1, rest.size(), rest.data(), &got));
+  // Smallest payload: lsn, timestamp, op, gfid.
+  constexpr size_t kMinPayload = 8 + 8 + 1 + 16;
+  for (size_t pos = 0; pos + kFrameHeaderSize + kMinPayload <= got.size(); ++pos) {
+    const char* p = got.data() + pos;
+    uint32_t len = DecodeFixed32(p + 4);
+    if (len < kMinPayload || len > kMaxPayloadSize || pos + kFrameHeaderSize + len > got.size()) {
+      continue;
     }
-    off += got.size();
+    Lsn lsn = DecodeFixed64(p + kFrameHeaderSize);  // cheap filter before the CRC
+    if (lsn <= last_good || lsn - last_good > (1ull << 40)) continue;
+    if (crc32c::Unmask(DecodeFixed32(p)) == crc32c::Value(p + 4, len + 4)) return true;
   }
+  return false;
 }
 
 }  // namespace drfs::changelog

@@ -69,14 +69,17 @@ class SegmentScanner {
   // `file` must outlive the scanner.
   explicit SegmentScanner(const RandomAccessFile* file) : file_(file) {}
 
-  // Reads and checks the header; positions at the first record.
+  // Reads and checks the header; positions at the first record. DataLoss says what is wrong
+  // with it; the caller names the segment.
   Status ReadHeader(SegmentHeader* h);
   Outcome Next(Record* rec, std::string* why);
 
   // Offset of the next frame (the end of the last record returned).
   uint64_t offset() const { return offset_; }
-  // True if every byte from offset() to the end of the file is zero (an unwritten tail).
-  Result<bool> RestIsZero() const;
+  // Whether any valid record with an LSN above `last_good` starts after offset(). A bad record
+  // with nothing valid behind it is a torn tail (a crash or power loss during the last write:
+  // the tail may hold zeros or stale bytes); one with valid records behind it is corruption.
+  Result<bool> ValidRecordAfter(Lsn last_good) const;
   const RandomAccessFile* file() const { return file_; }
 
  private:

@@ -72,7 +72,9 @@ Result<JournalStatus> Inspect(const std::string& dir, FileSystem* fs) {
     DRFS_ASSIGN_OR_RETURN(si.bytes, file->Size());
     SegmentScanner scan(file.get());
     SegmentHeader h;
-    DRFS_RETURN_IF_ERROR(scan.ReadHeader(&h));
+    if (Status hs = scan.ReadHeader(&h); !hs.ok()) {
+      return hs.WithContext("changelog segment " + segs[i].path);
+    }
     si.first_lsn = h.first_lsn;
     si.epoch = h.epoch;
     si.created_ns = h.created_ns;

@@ -30,7 +30,11 @@ Status Reader::OpenSegment(const std::string& name, Lsn expect_first) {
   DRFS_ASSIGN_OR_RETURN(auto file, fs_->OpenReadable(JoinPath(dir_, name)));
   auto scan = std::make_unique<SegmentScanner>(file.get());
   SegmentHeader h;
-  DRFS_RETURN_IF_ERROR(scan->ReadHeader(&h));
+  if (Status s = scan->ReadHeader(&h); !s.ok()) {
+    return DataLoss("changelog segment " + JoinPath(dir_, name) + " is corrupt at offset 0: " +
+                    s.message() + "; last good LSN " +
+                    std::to_string(next_lsn_ == 0 ? 0 : next_lsn_ - 1));
+  }
   if (expect_first != 0 && h.first_lsn != expect_first) {
     return DataLoss("changelog segment " + JoinPath(dir_, name) + " starts at LSN " +
                     std::to_string(h.first_lsn) + " where " + std::to_string(expect_first) +
@@ -129,9 +133,13 @@ Result<std::optional<Entry>> Reader::Next(std::chrono::milliseconds timeout) {
                          ")");
       }
       // kOnDisk: the end, a torn tail, or corruption.
-      if (o == SegmentScanner::Outcome::kCorrupt) {
-        DRFS_ASSIGN_OR_RETURN(bool zero, scan_->RestIsZero());
-        if (!zero) return CorruptAt(why);
+      if (o != SegmentScanner::Outcome::kEnd) {
+        DRFS_ASSIGN_OR_RETURN(bool more, scan_->ValidRecordAfter(next_lsn_ - 1));
+        if (more) return CorruptAt(why + ", and valid records follow it");
+        DRFS_ASSIGN_OR_RETURN(auto segs, ListSegments(dir_, fs_));
+        if (!segs.empty() && segs.back().name != segment_name_) {
+          return CorruptAt(why + ", in a segment that is not the newest");
+        }
       }
       if (o != SegmentScanner::Outcome::kEnd) {
         torn_tail_ = "segment " + segment_name_ + " ends in an incomplete record at offset " +

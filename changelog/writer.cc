@@ -118,7 +118,6 @@ Status Writer::Recover() {
       DRFS_ASSIGN_OR_RETURN(auto file, fs_->OpenReadable(segs[i].path));
       SegmentScanner scan(file.get());
       SegmentHeader h;
-      DRFS_RETURN_IF_ERROR(scan.ReadHeader(&h));
       auto corrupt = [&](const std::string& what) {
         return DataLoss("changelog segment " + segs[i].path + " is corrupt at offset " +
                         std::to_string(scan.offset()) + ": " + what + "; last good LSN " +
@@ -127,6 +126,7 @@ Status Writer::Recover() {
                         " aside for analysis, then resync this brick's geo-replication from a "
                         "full crawl");
       };
+      if (Status hs = scan.ReadHeader(&h); !hs.ok()) return corrupt(hs.message());
       if (h.first_lsn != segs[i].first_lsn) {
         return corrupt("header says first LSN " + std::to_string(h.first_lsn) +
                        " but the file is named for " + std::to_string(segs[i].first_lsn));
@@ -173,12 +173,12 @@ Status Writer::Recover() {
       uint64_t good_end = scan.offset();
       if (o != SegmentScanner::Outcome::kEnd) {
         if (!last) return corrupt(why);
-        DRFS_ASSIGN_OR_RETURN(bool zero, scan.RestIsZero());
-        if (o == SegmentScanner::Outcome::kCorrupt && !zero) return corrupt(why);
+        DRFS_ASSIGN_OR_RETURN(bool more, scan.ValidRecordAfter(expect - 1));
+        if (more) return corrupt(why + ", and valid records follow it");
         DRFS_ASSIGN_OR_RETURN(uint64_t size, file->Size());
         recovery_.torn_bytes_truncated = size - good_end;
         recovery_.torn_segment = segs[i].path;
-        recovery_.torn_reason = zero ? "zero-filled tail" : why;
+        recovery_.torn_reason = why;
       }
       if (last) {
         DRFS_ASSIGN_OR_RETURN(file_, fs_->OpenWritable(segs[i].path,

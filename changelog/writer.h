@@ -10,8 +10,9 @@
 //   LSNs increase by exactly one, in file order, across restarts too.
 // - Readers (in any process) see a record once it is published: when it is durable under
 //   kAlways and kInterval, when it is written under kNever. See shared_state.h for why.
-// - Open() recovers the journal: a torn tail (an incomplete record, or a zero-filled tail, at
-//   the end of the newest segment) is cut off, and every complete record before it is kept.
+// - Open() recovers the journal: a torn tail (an incomplete or damaged record at the end of the
+//   newest segment, with no valid record after it) is cut off, and every complete record before
+//   it is kept.
 //   Anything else that does not check out is DataLoss naming the segment, offset and last good
 //   LSN, and the journal is not opened.
 // - One writer per journal: Open() takes DIR/LOCK with flock, so a second brick process on the

@@ -36,7 +36,7 @@ constexpr char kUsage[] =
     "append FIELDS: --gfid G --parent G --name N --mode OCTAL --uid N --gid N --rdev N\n"
     "  --target T --new-parent G --new-name N --replaced G --offset N --length N --size N\n"
     "  --fallocate-mode HEX --atime-ns N --mtime-ns N --xattr NAME\n"
-    "  --fsync always|interval|never --epoch N --brick-id G\n"
+    "  --fsync always|interval|never --epoch N --brick-id G --segment-bytes N\n"
     "OP is one of CREATE MKDIR MKNOD SYMLINK LINK UNLINK RMDIR RENAME WRITE TRUNCATE\n"
     "  FALLOCATE SETATTR SETXATTR REMOVEXATTR. A missing --gfid gets a random one.\n"
     "  SETATTR records the fields given among --mode --uid --gid --atime-ns --mtime-ns.\n";
@@ -255,6 +255,11 @@ int AppendCmd(const Args& a) {
     if (!n.ok()) return UsageError(n.status().message(), kUsage);
     wo.epoch = *n;
   }
+  if (auto v = a.Get("segment-bytes")) {
+    auto n = ParseUint(*v, "--segment-bytes");
+    if (!n.ok()) return UsageError(n.status().message(), kUsage);
+    wo.segment_max_bytes = *n;
+  }
   if (auto v = a.Get("brick-id")) {
     auto g = Gfid::Parse(*v);
     if (!g) return UsageError("--brick-id '" + *v + "' is not a uuid", kUsage);
@@ -294,7 +299,7 @@ int ChangelogCommand(int argc, char** argv, int first) {
     spec = {{},
             {"gfid", "parent", "name", "mode", "uid", "gid", "rdev", "target", "new-parent",
              "new-name", "replaced", "offset", "length", "size", "fallocate-mode", "atime-ns",
-             "mtime-ns", "xattr", "fsync", "epoch", "brick-id"}};
+             "mtime-ns", "xattr", "fsync", "epoch", "brick-id", "segment-bytes"}};
   } else {
     return UsageError("unknown changelog command '" + cmd + "'", kUsage);
   }

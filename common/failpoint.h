@@ -30,10 +30,13 @@ void ClearAll();
 int HitCount(std::string_view name);
 bool CompiledIn();
 
+// What a probe is when probes are compiled out: a call, so it is fine as a statement.
+inline constexpr bool Off() { return false; }
+
 }  // namespace drfs::failpoint
 
 #if defined(DRFS_FAILPOINTS_ENABLED)
 #define DRFS_FAILPOINT(name) (::drfs::failpoint::Hit(name))
 #else
-#define DRFS_FAILPOINT(name) (false)
+#define DRFS_FAILPOINT(name) (::drfs::failpoint::Off())
 #endif
