@@ -8,7 +8,6 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <cassert>
 #include <cerrno>
 #include <climits>
 #include <cstring>
@@ -57,7 +56,7 @@ Result<std::unique_ptr<SharedState>> SharedState::CreateForWriter(const std::str
   std::memcpy(m->magic, kMagic, sizeof kMagic);
   m->version = 1;
   std::atomic_ref<uint64_t>(m->writer_pid).store(pid, std::memory_order_relaxed);
-  std::unique_ptr<SharedState> st(new SharedState(fd, m, true));
+  std::unique_ptr<SharedState> st(new SharedState(fd, m));
   st->Publish(visible);
   return st;
 }
@@ -83,7 +82,7 @@ Result<std::unique_ptr<SharedState>> SharedState::OpenForReader(const std::strin
     ::close(fd);
     return NotFound(path + " is not initialised yet (no writer has opened this journal)");
   }
-  return std::unique_ptr<SharedState>(new SharedState(fd, m, false));
+  return std::unique_ptr<SharedState>(new SharedState(fd, m));
 }
 
 Lsn SharedState::visible() const {
@@ -99,7 +98,6 @@ uint32_t SharedState::Sequence() const {
 }
 
 void SharedState::Publish(Lsn visible) {
-  assert(writable_ && "readers never publish");
   std::atomic_ref<uint64_t>(map_->visible).store(visible, std::memory_order_release);
   std::atomic_ref<uint32_t>(map_->seq).fetch_add(1, std::memory_order_acq_rel);
   // Shared (not PRIVATE) futex: waiters may live in other processes.

@@ -47,11 +47,10 @@ class SharedState {
 
  private:
   struct Layout;
-  SharedState(int fd, Layout* map, bool writable) : fd_(fd), map_(map), writable_(writable) {}
+  SharedState(int fd, Layout* map) : fd_(fd), map_(map) {}
 
   int fd_;
-  Layout* map_;
-  bool writable_;
+  Layout* map_;  // read-only for readers: a Publish() from one would fault at once
 };
 
 }  // namespace drfs::changelog

@@ -144,7 +144,6 @@ class Writer {
   uint64_t epoch_ = 0;
   std::string buf_;               // framed records not yet written, LSN order
   std::deque<Waiter*> pending_;   // their appenders
-  bool roll_pending_ = false;
   Stats stats_;
 
   // Owned by the thread with flushing_ set (or by Open/Close).

@@ -1,6 +1,7 @@
 // libFuzzer target for the segment reader: any bytes, as a segment file, must give records, an
 // end, a torn tail or a clean corruption report, never a crash or an out-of-bounds read.
 // Build and run: see docs/testing.md.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <string>
