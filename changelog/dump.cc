@@ -38,6 +38,7 @@ void ForEachField(const Record& r, F&& f) {
       f("new_parent", 'g', r.new_parent.ToString(), 0);
       f("new_name", 's', r.new_name, 0);
       f("replaced", 'g', r.replaced.is_null() ? std::string() : r.replaced.ToString(), 0);
+      f("flags", 'x', "", r.rename_flags);
       break;
     case OpType::kWrite:
       f("offset", 'u', "", r.offset);

@@ -95,6 +95,12 @@ Status ValidateRecord(const Record& r) {
   if (r.op == OpType::kRename) {
     if (r.new_parent.is_null()) return InvalidArgument("RENAME record has a null new parent");
     DRFS_RETURN_IF_ERROR(ValidName("new name", r.new_name));
+    if (r.rename_flags & ~(kRenameNoreplace | kRenameExchange)) {
+      return InvalidArgument("RENAME record has unknown flags " + std::to_string(r.rename_flags));
+    }
+    if ((r.rename_flags & kRenameExchange) && r.replaced.is_null()) {
+      return InvalidArgument("RENAME exchange record must name the gfid it swapped with");
+    }
   }
   if (r.op == OpType::kSetattr && (r.setattr_valid == 0 || (r.setattr_valid & ~kSetattrAll))) {
     return InvalidArgument("SETATTR record must name which of mode/uid/gid/atime/mtime changed");
@@ -135,6 +141,7 @@ void EncodePayload(const Record& r, std::string* out) {
       PutGfid(out, r.new_parent);
       PutLengthPrefixed(out, r.new_name);
       PutGfid(out, r.replaced);
+      PutFixed32(out, r.rename_flags);
       break;
     case OpType::kWrite:
       PutFixed64(out, r.offset);
@@ -200,6 +207,7 @@ bool DecodePayload(std::string_view in, Record* out) {
         GetGfid(&d, &r.new_parent);
         d.GetLengthPrefixed(&r.new_name, kMaxNameLen);
         GetGfid(&d, &r.replaced);
+        d.GetFixed32(&r.rename_flags);
         break;
       case OpType::kWrite:
         d.GetFixed64(&r.offset);

@@ -51,6 +51,10 @@ inline constexpr uint32_t kSetAtime = 1u << 3;
 inline constexpr uint32_t kSetMtime = 1u << 4;
 inline constexpr uint32_t kSetattrAll = kSetMode | kSetUid | kSetGid | kSetAtime | kSetMtime;
 
+// Bits of Record::rename_flags (the values of Linux's RENAME_NOREPLACE and RENAME_EXCHANGE).
+inline constexpr uint32_t kRenameNoreplace = 1u << 0;
+inline constexpr uint32_t kRenameExchange = 1u << 1;
+
 // Limits enforced on append (and trusted on read only after the CRC matched).
 inline constexpr size_t kMaxNameLen = 255;      // NAME_MAX
 inline constexpr size_t kMaxTargetLen = 4095;   // PATH_MAX - 1
@@ -69,10 +73,13 @@ struct Record {
   uint32_t mode = 0, uid = 0, gid = 0;
   uint64_t rdev = 0;
   std::string symlink_target;  // SYMLINK
-  // RENAME: destination, and the gfid of the entry it replaced (null if none).
+  // RENAME: destination, and the gfid of the entry it replaced (null if none). With
+  // kRenameExchange in rename_flags the two entries swapped: `replaced` now sits at (parent,
+  // name) and nothing was removed.
   Gfid new_parent;
   std::string new_name;
   Gfid replaced;
+  uint32_t rename_flags = 0;
   // WRITE/FALLOCATE: the byte range. FALLOCATE: its mode flags (FALLOC_FL_*).
   uint64_t offset = 0, length = 0;
   uint32_t fallocate_mode = 0;

@@ -5,5 +5,7 @@
 namespace drfs::cli {
 
 int ChangelogCommand(int argc, char** argv, int first);
+int CertCommand(int argc, char** argv, int first);
+int BrickCommand(int argc, char** argv, int first);
 
 }  // namespace drfs::cli

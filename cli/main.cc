@@ -14,7 +14,9 @@ constexpr char kUsage[] =
     "drfs is a replicated file system with geo-replication for disaster recovery.\n"
     "\n"
     "Groups:\n"
+    "  brick       serve a brick directory over the network, or send it one op (serve, op)\n"
     "  changelog   inspect and manage a brick's mutation journal (dump, status, purge, cursor)\n"
+    "  cert        create the site CA and issue TLS certificates (create-ca, issue, show)\n"
     "  version     print the version\n"
     "\n"
     "Run 'drfs <group> --help' for a group's commands. Exit codes: 0 ok, 1 error, 2 usage.\n";
@@ -37,6 +39,8 @@ int main(int argc, char** argv) {
     return kExitOk;
   }
   if (group == "changelog") return ChangelogCommand(argc, argv, 2);
+  if (group == "cert") return CertCommand(argc, argv, 2);
+  if (group == "brick") return BrickCommand(argc, argv, 2);
   std::cerr << "drfs: unknown command group '" << group << "'\n\n" << kUsage;
   return kExitUsage;
 }

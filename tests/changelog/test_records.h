@@ -45,6 +45,7 @@ inline Record FullRecord(OpType op, uint64_t i) {
       r.new_parent = GfidFor(i * 3 + 3);
       r.new_name = "new-" + std::to_string(i);
       if (i % 2) r.replaced = GfidFor(i * 5 + 9);
+      if (i % 4 == 1) r.rename_flags = kRenameExchange;
       break;
     case OpType::kWrite:
       r.offset = i * 4096;

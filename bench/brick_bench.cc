@@ -1,0 +1,244 @@
+// brick_bench: a brick served over loopback, against the same ops on a local directory.
+//
+// For 1, 4 and 16 concurrent clients (each its own connection and thread) it measures:
+//   small files: create + write 4 KiB (+ close, locally), files/s
+//   stat: getattr (GETATTR by gfid / stat(2) by path), ops/s
+//   1 MiB writes and 1 MiB reads, MB/s
+// The brick journals every mutation with the chosen fsync policy (default `always`). The local
+// baseline runs the same ops with plain syscalls in a directory on the same file system, and the
+// ratio column is brick / local. It prints numbers; it never passes or fails.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "brick/client.h"
+#include "brick/server.h"
+#include "common/log.h"
+
+namespace {
+
+using namespace drfs;
+using Clock = std::chrono::steady_clock;
+
+constexpr char kUsage[] =
+    "usage: brick_bench [--dir DIR] [--seconds N] [--clients 1,4,16] [--fsync POLICY]\n"
+    "  --dir DIR        parent directory for the brick and the local baseline (default /var/tmp)\n"
+    "  --seconds N      seconds per case (default 3)\n"
+    "  --clients LIST   concurrent client counts (default 1,4,16)\n"
+    "  --fsync POLICY   the brick journal's fsync policy: always (default), interval, never\n";
+
+struct Options {
+  std::string parent = "/var/tmp";
+  double seconds = 3;
+  std::vector<int> clients = {1, 4, 16};
+  changelog::FsyncPolicy fsync = changelog::FsyncPolicy::kAlways;
+};
+
+// Runs `op(thread, iteration)` from `threads` threads for `seconds`; returns completed ops/s.
+double Run(int threads, double seconds, const std::function<bool(int, uint64_t)>& op) {
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> total{0};
+  std::atomic<bool> failed{false};
+  std::vector<std::thread> ts;
+  auto start = Clock::now();
+  for (int t = 0; t < threads; ++t) {
+    ts.emplace_back([&, t] {
+      uint64_t n = 0;
+      while (!stop.load(std::memory_order_relaxed)) {
+        if (!op(t, n)) {
+          failed = true;
+          break;
+        }
+        ++n;
+      }
+      total += n;
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  stop = true;
+  for (auto& th : ts) th.join();
+  double secs = std::chrono::duration<double>(Clock::now() - start).count();
+  if (failed) std::fprintf(stderr, "brick_bench: an op failed; the rate below is partial\n");
+  return static_cast<double>(total.load()) / secs;
+}
+
+void Row(const char* what, int clients, double brick, double local, const char* unit) {
+  std::printf("%-22s %7d %14.0f %14.0f %8.2f  %s\n", what, clients, brick, local,
+              local > 0 ? brick / local : 0.0, unit);
+}
+
+bool ParseArgs(int argc, char** argv, Options* o) {
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto next = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
+    if (a == "--dir") {
+      const char* v = next();
+      if (!v) return false;
+      o->parent = v;
+    } else if (a == "--seconds") {
+      const char* v = next();
+      if (!v || (o->seconds = std::atof(v)) <= 0) return false;
+    } else if (a == "--clients") {
+      const char* v = next();
+      if (!v) return false;
+      o->clients.clear();
+      std::string s = std::string(v) + ",";
+      for (size_t p = 0, c; (c = s.find(',', p)) != std::string::npos; p = c + 1) {
+        int n = std::atoi(s.substr(p, c - p).c_str());
+        if (n < 1 || n > 256) return false;
+        o->clients.push_back(n);
+      }
+    } else if (a == "--fsync") {
+      const char* v = next();
+      auto p = v ? changelog::ParseFsyncPolicy(v) : std::nullopt;
+      if (!p) return false;
+      o->fsync = *p;
+    } else {
+      return false;
+    }
+  }
+  return !o->clients.empty();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  if (!ParseArgs(argc, argv, &o)) {
+    std::fputs(kUsage, stderr);
+    return 2;
+  }
+  SetLogLevel(LogLevel::kWarn);
+  std::string tmpl = o.parent + "/brick_bench.XXXXXX";
+  if (!mkdtemp(tmpl.data())) {
+    std::perror("brick_bench: mkdtemp");
+    return 1;
+  }
+  const std::string root = tmpl;
+  const std::string brick_dir = root + "/brick", local_dir = root + "/local";
+  std::filesystem::create_directories(brick_dir);
+  std::filesystem::create_directories(local_dir);
+  {
+    brick::BrickServerOptions so;
+    so.dir = brick_dir;
+    so.disk_threads = 16;
+    so.backend.journal.fsync_policy = o.fsync;
+    auto server = brick::BrickServer::Start(so);
+    if (!server.ok()) {
+      std::fprintf(stderr, "brick_bench: %s\n", server.status().ToString().c_str());
+      std::filesystem::remove_all(root);
+      return 1;
+    }
+    const int max_clients = *std::max_element(o.clients.begin(), o.clients.end());
+    std::vector<std::unique_ptr<brick::BrickClient>> clients;
+    for (int i = 0; i < max_clients; ++i) {
+      auto c = brick::BrickClient::Connect("127.0.0.1", (*server)->port());
+      if (!c.ok()) {
+        std::fprintf(stderr, "brick_bench: %s\n", c.status().ToString().c_str());
+        return 1;
+      }
+      clients.push_back(std::move(*c));
+    }
+    std::printf("brick_bench: a brick over loopback vs the same ops on a local directory\n");
+    std::printf("machine:  nproc %u; brick journal fsync=%s; %.1f s per case; directory %s\n",
+                std::thread::hardware_concurrency(),
+                std::string(changelog::FsyncPolicyName(o.fsync)).c_str(), o.seconds,
+                root.c_str());
+    std::printf("\n%-22s %7s %14s %14s %8s\n", "case", "clients", "brick", "local", "ratio");
+
+    const std::string block4k(4096, 'x'), block1m(1 << 20, 'y');
+    int round = 0;
+    for (int n : o.clients) {
+      ++round;
+      // Small files: each client creates files in its own directory.
+      std::vector<Gfid> dirs(n);
+      for (int t = 0; t < n; ++t) {
+        dirs[t] = Gfid::Random();
+        auto d = clients[t]->Mkdir(Gfid::Root(), "d" + std::to_string(round) + "-" +
+                                                     std::to_string(t), dirs[t], 040755);
+        if (!d.ok()) std::fprintf(stderr, "brick_bench: %s\n", d.status().ToString().c_str());
+        std::filesystem::create_directories(local_dir + "/d" + std::to_string(round) + "-" +
+                                            std::to_string(t));
+      }
+      std::vector<std::vector<Gfid>> made(n);
+      double bf = Run(n, o.seconds, [&](int t, uint64_t i) {
+        Gfid g = Gfid::Random();
+        auto c = clients[t]->Create(dirs[t], "f" + std::to_string(i), g, 0100644);
+        if (!c.ok()) return false;
+        if (made[t].size() < 1000) made[t].push_back(g);
+        return clients[t]->Write(g, 0, block4k).ok();
+      });
+      double lf = Run(n, o.seconds, [&](int t, uint64_t i) {
+        std::string p = local_dir + "/d" + std::to_string(round) + "-" + std::to_string(t) +
+                        "/f" + std::to_string(i);
+        int fd = ::open(p.c_str(), O_CREAT | O_EXCL | O_WRONLY, 0644);
+        if (fd < 0) return false;
+        bool ok = ::write(fd, block4k.data(), block4k.size()) == 4096;
+        return ::close(fd) == 0 && ok;
+      });
+      Row("small files (4 KiB)", n, bf, lf, "files/s");
+
+      double bs = Run(n, o.seconds, [&](int t, uint64_t i) {
+        return clients[t]->Getattr(made[t][i % made[t].size()]).ok();
+      });
+      double ls = Run(n, o.seconds, [&](int t, uint64_t i) {
+        struct stat st;
+        std::string p = local_dir + "/d" + std::to_string(round) + "-" + std::to_string(t) +
+                        "/f" + std::to_string(i % 1000);
+        return ::stat(p.c_str(), &st) == 0;
+      });
+      Row("stat", n, bs, ls, "ops/s");
+
+      // 1 MiB writes and reads: each client its own 64 MiB file, cycled through.
+      std::vector<Gfid> big(n);
+      std::vector<int> lfd(n);
+      for (int t = 0; t < n; ++t) {
+        big[t] = Gfid::Random();
+        if (!clients[t]->Create(dirs[t], "big", big[t], 0100644).ok()) return 1;
+        lfd[t] = ::open((local_dir + "/big-" + std::to_string(round) + "-" + std::to_string(t))
+                            .c_str(),
+                        O_CREAT | O_RDWR | O_TRUNC, 0644);
+      }
+      constexpr uint64_t kSlots = 64;
+      double bw = Run(n, o.seconds, [&](int t, uint64_t i) {
+        return clients[t]->Write(big[t], (i % kSlots) << 20, block1m).ok();
+      });
+      double lw = Run(n, o.seconds, [&](int t, uint64_t i) {
+        return ::pwrite(lfd[t], block1m.data(), block1m.size(),
+                        static_cast<off_t>((i % kSlots) << 20)) == (1 << 20);
+      });
+      Row("1 MiB writes", n, bw, lw, "MiB/s");
+      double br = Run(n, o.seconds, [&](int t, uint64_t i) {
+        auto r = clients[t]->Read(big[t], (i % kSlots) << 20, 1 << 20);
+        return r.ok() && !r->empty();
+      });
+      std::vector<std::string> buf(n, std::string(1 << 20, '\0'));
+      double lr = Run(n, o.seconds, [&](int t, uint64_t i) {
+        return ::pread(lfd[t], buf[t].data(), buf[t].size(),
+                       static_cast<off_t>((i % kSlots) << 20)) > 0;
+      });
+      Row("1 MiB reads", n, br, lr, "MiB/s");
+      for (int fd : lfd) ::close(fd);
+    }
+    auto st = (*server)->backend()->journal()->stats();
+    std::printf("\nbrick journal: %llu appends, %llu fdatasyncs (%.1f records per fdatasync)\n",
+                static_cast<unsigned long long>(st.appends),
+                static_cast<unsigned long long>(st.syncs),
+                st.syncs ? static_cast<double>(st.appends) / static_cast<double>(st.syncs) : 0.0);
+    clients.clear();
+    (*server)->Stop();
+  }
+  std::filesystem::remove_all(root);
+  return 0;
+}

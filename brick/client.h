@@ -1,0 +1,61 @@
+// BrickClient: the C++ client of the brick protocol, used by the volume layer and the applier.
+//
+// Call() is asynchronous: the callback (or future) gets a Result whose error is a transport
+// failure (Unavailable when the connection was lost: retry; DeadlineExceeded), while a file
+// system error comes back in Reply::err. The typed helpers below are synchronous conveniences
+// that fold both into one Status whose sys_errno() is the brick's errno.
+//
+// The connection reconnects by itself on the next call after a failure (common/rpc.h).
+// Thread-safe.
+#pragma once
+
+#include <functional>
+#include <future>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/brick_protocol.h"
+#include "common/rpc.h"
+
+namespace drfs::brick {
+
+class BrickClient {
+ public:
+  using Callback = std::function<void(Result<brick_proto::Reply>)>;
+
+  // Connects and says hello; the brick's id is then brick_id().
+  static Result<std::unique_ptr<BrickClient>> Connect(const std::string& host, uint16_t port,
+                                                      const TlsConfig& tls = {},
+                                                      const ClientOptions& options = {});
+
+  void Call(const brick_proto::Request& request, Callback done);
+  std::future<Result<brick_proto::Reply>> Call(const brick_proto::Request& request);
+  // Waits for the reply; a failed reply (err != 0) becomes an error Status naming the op.
+  Result<brick_proto::Reply> CallSync(const brick_proto::Request& request);
+
+  // Typed helpers (synchronous).
+  Result<brick_proto::Iatt> Lookup(const Gfid& parent, const std::string& name);
+  Result<brick_proto::Iatt> Getattr(const Gfid& gfid);
+  Result<brick_proto::Iatt> Mkdir(const Gfid& parent, const std::string& name, const Gfid& gfid,
+                                  uint32_t mode, uint32_t uid = 0, uint32_t gid = 0);
+  Result<brick_proto::Iatt> Create(const Gfid& parent, const std::string& name,
+                                   const Gfid& gfid, uint32_t mode, bool exclusive = true,
+                                   uint32_t uid = 0, uint32_t gid = 0);
+  Result<uint64_t> Write(const Gfid& gfid, uint64_t offset, std::string data);
+  Result<std::string> Read(const Gfid& gfid, uint64_t offset, uint64_t length);
+  Status Unlink(const Gfid& parent, const std::string& name);
+  Status Rename(const Gfid& parent, const std::string& name, const Gfid& new_parent,
+                const std::string& new_name, uint32_t flags = 0);
+  Result<std::vector<brick_proto::DirEntry>> ReaddirAll(const Gfid& dir, bool plus = false);
+
+  const std::string& brick_id() const { return brick_id_; }
+  const std::string& target() const { return rpc_->target(); }
+
+ private:
+  explicit BrickClient(std::unique_ptr<RpcClient> rpc) : rpc_(std::move(rpc)) {}
+  std::unique_ptr<RpcClient> rpc_;
+  std::string brick_id_;
+};
+
+}  // namespace drfs::brick

@@ -1,0 +1,55 @@
+// BrickServer: exports one brick directory over the brick protocol.
+//
+// It owns the Backend (the directory, its gfid index and journal), a pool of disk threads and
+// an RpcServer. Network threads only decode frames and hand each request to the disk pool, so
+// they never block on the disk; replies go back in whatever order the ops finish. A request
+// whose payload does not decode gets EPROTO and is logged; a malformed frame closes only that
+// connection (common/rpc.h). On a read-only brick only a peer whose certificate role is
+// "applier" may mutate.
+//
+// Stop() (and the destructor) is a gate: stop accepting, let queued ops finish, close the
+// journal.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "brick/backend.h"
+#include "common/rpc.h"
+#include "common/thread_pool.h"
+
+namespace drfs::brick {
+
+struct BrickServerOptions {
+  std::string dir;
+  std::string host = "127.0.0.1";
+  uint16_t port = 0;  // 0: pick a free port
+  TlsConfig tls;
+  BackendOptions backend;
+  int disk_threads = 8;
+  int io_threads = 2;
+  std::string applier_role = "applier";
+};
+
+class BrickServer {
+ public:
+  static Result<std::unique_ptr<BrickServer>> Start(const BrickServerOptions& options);
+  ~BrickServer();
+  BrickServer(const BrickServer&) = delete;
+  BrickServer& operator=(const BrickServer&) = delete;
+
+  void Stop();
+  uint16_t port() const { return rpc_.port(); }
+  Backend* backend() { return backend_.get(); }
+
+ private:
+  BrickServer(const BrickServerOptions& options, std::unique_ptr<Backend> backend);
+  void Handle(std::shared_ptr<const PeerInfo> peer, Frame request, Responder reply);
+
+  const BrickServerOptions opts_;
+  std::unique_ptr<Backend> backend_;
+  ThreadPool disk_;
+  RpcServer rpc_;
+};
+
+}  // namespace drfs::brick
