@@ -12,7 +12,6 @@
 #include <fstream>
 #include <map>
 #include <mutex>
-#include <regex>
 #include <set>
 #include <thread>
 
@@ -45,14 +44,15 @@ Server StartBrick(const std::string& dir, const std::string& out) {
     execl(bin.c_str(), bin.c_str(), "brick", "serve", "--dir", dir.c_str(), "--port", "0", nullptr);
     _exit(127);
   }
-  std::regex re("listening on 127\\.0\\.0\\.1:([0-9]+)");
+  const std::string marker = "listening on 127.0.0.1:";
   for (int i = 0; i < 1000 && s.port == 0; ++i) {
-    std::smatch m;
     std::string text = drfs::testing::ReadFile(out);
-    if (std::regex_search(text, m, re))
-      s.port = static_cast<uint16_t>(std::stoi(m[1]));
-    else
+    auto at = text.find(marker);
+    if (at != std::string::npos && text.find('\n', at) != std::string::npos) {
+      s.port = static_cast<uint16_t>(std::stoi(text.substr(at + marker.size())));
+    } else {
       std::this_thread::sleep_for(10ms);
+    }
   }
   return s;
 }
