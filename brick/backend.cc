@@ -144,6 +144,14 @@ bool IsReserved(std::string_view xattr) {
   return xattr == kGfidXattr || xattr == kPgfidXattr;
 }
 
+// What clients may set or remove. trusted.* and security.* act on the brick host itself (a
+// security.capability on a brick file would give local users on that host privileges), so only
+// user attributes and POSIX ACLs pass.
+bool ClientMaySet(std::string_view xattr) {
+  return xattr.starts_with("user.") || xattr == "system.posix_acl_access" ||
+         xattr == "system.posix_acl_default";
+}
+
 // 0 if `name` is a valid entry name, else the errno.
 int NameError(std::string_view name) {
   if (name.empty() || name == "." || name == ".." || name.find('/') != std::string_view::npos ||
@@ -339,30 +347,45 @@ struct Backend::Impl {
 
   // Directory handles past the kernel's symlink limit: follows the chain one handle at a time.
   // Each step opens one validated name with O_NOFOLLOW and checks its gfid. handles_mu held.
-  Result<Object> WalkDirHandle(const Gfid& g, int depth) {
-    if (g == Gfid::Root()) return OpenRoot();
-    if (depth > 4096) return SysErr(ELOOP, "resolve " + Where(g));
-    char buf[PATH_MAX];
-    ssize_t n = ::readlinkat(index_fd.get(), HandleRel(g).c_str(), buf, sizeof buf);
-    if (n < 0) return SysErr(errno == ENOENT ? ENOENT : errno, "resolve " + Where(g));
-    std::string_view t(buf, static_cast<size_t>(n));
-    // "../../pp/qq/<parent gfid>/<name>"
-    constexpr size_t kPrefix = 6 + 6 + 36 + 1;
-    std::optional<Gfid> parent;
-    if (t.size() > kPrefix && t.starts_with("../../")) parent = Gfid::Parse(t.substr(12, 36));
-    std::string name(t.size() > kPrefix ? t.substr(kPrefix) : std::string_view());
-    if (!parent || t.substr(6, 6) != HandleRel(*parent).substr(0, 6) || t[kPrefix - 1] != '/' ||
-        NameError(name) != 0) {
-      return SysErr(ESTALE, "the index entry of " + Where(g) + " is malformed; run heal");
+  // Resolves a directory by reading its chain of handles up to the root, then opening each
+  // name downward from the root, verifying every step. Iterative, with one fd held at a time, so
+  // a very deep tree costs memory for its names, not stack.
+  Result<Object> WalkDirHandle(const Gfid& g) {
+    constexpr size_t kMaxDepth = 4096;
+    std::vector<std::pair<Gfid, std::string>> chain;  // (gfid, name in its parent), leaf first
+    Gfid at = g;
+    while (at != Gfid::Root()) {
+      if (chain.size() >= kMaxDepth) {
+        return SysErr(ELOOP, "resolve " + Where(g) + ": more than 4096 directory levels");
+      }
+      char buf[PATH_MAX];
+      ssize_t n = ::readlinkat(index_fd.get(), HandleRel(at).c_str(), buf, sizeof buf);
+      if (n < 0) return SysErr(errno == ENOENT ? ENOENT : errno, "resolve " + Where(at));
+      std::string_view t(buf, static_cast<size_t>(n));
+      // "../../pp/qq/<parent gfid>/<name>"
+      constexpr size_t kPrefix = 6 + 6 + 36 + 1;
+      std::optional<Gfid> parent;
+      if (t.size() > kPrefix && t.starts_with("../../")) parent = Gfid::Parse(t.substr(12, 36));
+      std::string name(t.size() > kPrefix ? t.substr(kPrefix) : std::string_view());
+      if (!parent || t.substr(6, 6) != HandleRel(*parent).substr(0, 6) || t[kPrefix - 1] != '/' ||
+          NameError(name) != 0) {
+        return SysErr(ESTALE, "the index entry of " + Where(at) + " is malformed; run heal");
+      }
+      chain.emplace_back(at, std::move(name));
+      at = *parent;
     }
-    DRFS_ASSIGN_OR_RETURN(Object p, WalkDirHandle(*parent, depth + 1));
-    Object o;
-    o.fd.reset(::openat(p.fd.get(), name.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-    if (!o.fd.valid()) {
-      int e = errno == ENOTDIR || errno == ELOOP ? ESTALE : errno;
-      return SysErr(e, "resolve " + Where(g));
+    DRFS_ASSIGN_OR_RETURN(Object o, OpenRoot());
+    for (auto it = chain.rbegin(); it != chain.rend(); ++it) {
+      Object next;
+      next.fd.reset(
+          ::openat(o.fd.get(), it->second.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (!next.fd.valid()) {
+        int e = errno == ENOTDIR || errno == ELOOP ? ESTALE : errno;
+        return SysErr(e, "resolve " + Where(it->first));
+      }
+      DRFS_RETURN_IF_ERROR(Verify(next, it->first));
+      o = std::move(next);
     }
-    DRFS_RETURN_IF_ERROR(Verify(o, g));
     return o;
   }
 
@@ -383,7 +406,7 @@ struct Backend::Impl {
       switch (errno) {
         case EAGAIN:
         case ELOOP:
-          return WalkDirHandle(g, 0);
+          return WalkDirHandle(g);
         case ENOENT:
           return SysErr(ENOENT, "no directory with " + Where(g));
         case EXDEV:
@@ -477,33 +500,62 @@ struct Backend::Impl {
   }
 
   void SetPgfid(const Gfid& g, const Gfid& parent, const std::string& name) {
-    // Best effort: ResolveGfid checks the hint and searches the parent if it is stale.
-    WritePgfid(ProcPath(index_fd.get()) + "/" + HandleRel(g), parent, name).IgnoreError();
+    // Best effort: ResolveGfid checks the hint and searches the parent if it is stale. The
+    // handle may be (a link to) a user's symlink: open it without following, and write through
+    // the fd's /proc path, which names exactly that inode.
+    Fd h(::openat(index_fd.get(), HandleRel(g).c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+    if (h.valid()) WritePgfid(ProcPath(h.get()), parent, name).IgnoreError();
   }
 
   // --- journal and intents --------------------------------------------------------------------
 
   Result<Lsn> Journal(const Record& r) {
+    // Definite failures (the record is not in the journal) are kInternal with EIO; only an
+    // unknown outcome is kDataLoss (see JournalFailed).
     if (DRFS_FAILPOINT("brick.journal.append")) {
-      return SysErr(EIO, "journal of brick " + dir + " refused the " +
-                             std::string(changelog::OpTypeName(r.op)) +
-                             " record (failure probe brick.journal.append); the op was undone");
+      return Status(Code::kInternal,
+                    "journal of brick " + dir + " refused the " +
+                        std::string(changelog::OpTypeName(r.op)) +
+                        " record (failure probe brick.journal.append); the op was undone",
+                    EIO);
     }
     auto lsn = journal->Append(r);
+    if (!lsn.ok() && lsn.status().code() == Code::kDataLoss) {
+      // Written but not made durable: after a restart the record may or may not be there.
+      return Status(Code::kDataLoss,
+                    "journal of brick " + dir + " could not make the " +
+                        std::string(changelog::OpTypeName(r.op)) + " record durable (" +
+                        lsn.status().message() +
+                        "); whether the op stands is settled when the brick restarts. Check the "
+                        "disk holding " + dir + "/.drfs/changelog and restart the brick",
+                    EIO);
+    }
     if (!lsn.ok()) {
-      return SysErr(EIO, "journal of brick " + dir + " refused the " +
-                             std::string(changelog::OpTypeName(r.op)) + " record (" +
-                             lsn.status().ToString() +
-                             "); the op was undone. Check the disk "
-                             "holding " +
-                             dir + "/.drfs/changelog and restart the brick");
+      return Status(Code::kInternal,
+                    "journal of brick " + dir + " refused the " +
+                        std::string(changelog::OpTypeName(r.op)) + " record (" +
+                        lsn.status().ToString() +
+                        "); the op was undone. Check the disk holding " + dir +
+                        "/.drfs/changelog and restart the brick",
+                    EIO);
     }
     return *lsn;
   }
 
+  // After a failed Journal() of a namespace op: undo it, unless the record may have reached the
+  // journal anyway (DataLoss); then the op and its intent stay as they are and Open() settles
+  // it from what the journal holds, so disk and journal never disagree.
+  Reply JournalFailed(const Intent& in, const Status& s, const std::string& what) {
+    if (s.code() != Code::kDataLoss) {
+      Rollback(in);
+      RemoveIntent(in);
+    }
+    return ToReply(s.WithContext(what));
+  }
+
   Status WriteIntent(Intent* in) {
     in->seq = seq.fetch_add(1);
-    in->base_lsn = journal->last_lsn();
+    in->base_lsn = journal->written_lsn();  // never moves back; the op's record comes later
     std::string name = std::to_string(in->seq);
     std::string text = in->Encode();
     Fd f(::openat(pending_fd.get(), name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
@@ -690,6 +742,11 @@ struct Backend::Impl {
       case OpType::kSymlink:
         if (!in.tmp.empty()) {
           ::unlinkat(tmp_fd.get(), in.tmp.c_str(), in.op == OpType::kMkdir ? AT_REMOVEDIR : 0);
+        }
+        // A journaled mkdir's handle is written after its record: redo it if the crash won.
+        if (in.op == OpType::kMkdir) {
+          Status h = WriteDirHandle(in.gfid, in.parent, in.name);
+          if (!h.ok()) DRFS_LOG(Error) << "brick " << dir << ": " << h.ToString();
         }
         return;
       case OpType::kUnlink:
@@ -1305,9 +1362,8 @@ Reply Backend::Impl::CreateObject(const Request& q) {
       0) {
     return fail(SysErr(errno, verb));
   }
-  if (is_dir) {
-    if (Status s = WriteDirHandle(q.gfid, q.parent, q.name); !s.ok()) return fail(s);
-  }
+  // A new directory's handle is written only once its MKDIR is journaled: until then nothing
+  // can resolve it, so no op inside it can be journaled before it.
   auto st = StatFd(obj.get());
   if (!st.ok()) return fail(st.status());
   DRFS_FAILPOINT(CrashProbe(q.op));
@@ -1323,7 +1379,14 @@ Reply Backend::Impl::CreateObject(const Request& q) {
   rec.rdev = st->st_rdev;
   if (is_link) rec.symlink_target = q.target;
   auto lsn = Journal(rec);
-  if (!lsn.ok()) return fail(lsn.status());
+  if (!lsn.ok()) return JournalFailed(in, lsn.status(), what);
+  if (is_dir) {
+    if (Status s = WriteDirHandle(q.gfid, q.parent, q.name); !s.ok()) {
+      // Journaled, so it stands; the intent stays and the next Open() writes the handle.
+      return ToReply(s.WithContext(what + " (journaled as LSN " + std::to_string(*lsn) +
+                                   "; restart the brick to finish indexing it)"));
+    }
+  }
   RemoveIntent(in);
   Reply r;
   r.attr = ToIatt(*st, q.gfid);
@@ -1363,11 +1426,7 @@ Reply Backend::Impl::Link(const Request& q) {
   rec.parent = q.parent;
   rec.name = q.name;
   auto lsn = Journal(rec);
-  if (!lsn.ok()) {
-    Rollback(in);
-    RemoveIntent(in);
-    return ToReply(lsn.status().WithContext(what));
-  }
+  if (!lsn.ok()) return JournalFailed(in, lsn.status(), what);
   RemoveIntent(in);
   Reply r;
   auto st = StatFd(o->fd.get());
@@ -1423,11 +1482,7 @@ Reply Backend::Impl::Unlink(const Request& q) {
     rec.parent = q.parent;
     rec.name = q.name;
     auto lsn = Journal(rec);
-    if (!lsn.ok()) {
-      Rollback(in);
-      RemoveIntent(in);
-      return ToReply(lsn.status().WithContext(what));
-    }
+    if (!lsn.ok()) return JournalFailed(in, lsn.status(), what);
     if (is_rmdir || in.last) RemoveHandle(in.gfid);
     RemoveIntent(in);
     Reply r;
@@ -1544,11 +1599,7 @@ Reply Backend::Impl::Rename(const Request& q) {
     rec.replaced = in.replaced;
     rec.rename_flags = exchange ? changelog::kRenameExchange : 0;
     auto lsn = Journal(rec);
-    if (!lsn.ok()) {
-      Rollback(in);
-      RemoveIntent(in);
-      return ToReply(lsn.status().WithContext(what));
-    }
+    if (!lsn.ok()) return JournalFailed(in, lsn.status(), what);
     DropReplaced(in);
     RemoveIntent(in);
     Reply r;
@@ -1723,6 +1774,10 @@ Reply Backend::Impl::Setxattr(const Request& q) {
   if (IsReserved(q.xattr_name)) {
     return ErrorReply(EPERM, what + ": the attribute is the brick's own");
   }
+  if (!ClientMaySet(q.xattr_name)) {
+    return ErrorReply(EPERM, what + ": only user.* attributes and POSIX ACLs can be changed "
+                                    "through a brick");
+  }
   StripeLock lock(locks, {LockTable::ObjectSlot(q.gfid)});
   auto o = Resolve(q.gfid);
   if (!o.ok()) return ToReply(o.status());
@@ -1745,6 +1800,10 @@ Reply Backend::Impl::Removexattr(const Request& q) {
   const std::string what = "removexattr " + q.xattr_name + " on " + Where(q.gfid);
   if (IsReserved(q.xattr_name)) {
     return ErrorReply(EPERM, what + ": the attribute is the brick's own");
+  }
+  if (!ClientMaySet(q.xattr_name)) {
+    return ErrorReply(EPERM, what + ": only user.* attributes and POSIX ACLs can be changed "
+                                    "through a brick");
   }
   StripeLock lock(locks, {LockTable::ObjectSlot(q.gfid)});
   auto o = Resolve(q.gfid);

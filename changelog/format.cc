@@ -119,16 +119,16 @@ Status SegmentScanner::Fill(size_t n) {
   if (offset_ >= buf_off_ && offset_ - buf_off_ <= buf_.size()) {
     size_t have = buf_.size() - (offset_ - buf_off_);
     if (have >= n) return Status::Ok();
-    buf_.erase(0, offset_ - buf_off_);
-  } else {
-    buf_.clear();
   }
+  // Re-read everything from offset_ (the partial frame too), so all of buf_ carries one tag.
+  buf_.clear();
   buf_off_ = offset_;
-  size_t want = std::max(n, kReadChunk) - buf_.size();
-  scratch_.resize(want);
+  size_t want = std::max(n, kReadChunk);
+  buf_.resize(want);
   std::string_view got;
-  DRFS_RETURN_IF_ERROR(file_->Read(buf_off_ + buf_.size(), want, scratch_.data(), &got));
-  buf_.append(got);
+  DRFS_RETURN_IF_ERROR(file_->Read(buf_off_, want, buf_.data(), &got));
+  buf_.resize(got.size());
+  buf_tag_ = tag_;
   return Status::Ok();
 }
 

@@ -74,6 +74,15 @@ class SegmentScanner {
   Status ReadHeader(SegmentHeader* h);
   Outcome Next(Record* rec, std::string* why);
 
+  // Read-ahead and a live writer: bytes read past the writer's published LSN may belong to a
+  // batch it later cuts back (a failed write) and writes anew under the same LSNs. A tailing
+  // reader therefore tags each read with the published LSN it was made under, and discards the
+  // read-ahead before decoding a record above that tag; the record is then read from the file
+  // again. Every read starts at offset(), so the tag covers all buffered bytes.
+  void set_read_tag(uint64_t tag) { tag_ = tag; }
+  uint64_t read_tag() const { return buf_tag_; }
+  void DiscardReadAhead() { buf_.resize(std::min<uint64_t>(buf_.size(), offset_ - buf_off_)); }
+
   // Offset of the next frame (the end of the last record returned).
   uint64_t offset() const { return offset_; }
   // Whether any valid record with an LSN above `last_good` starts after offset(). A bad record
@@ -90,7 +99,8 @@ class SegmentScanner {
   uint64_t offset_ = 0;
   std::string buf_;        // file bytes [buf_off_, buf_off_ + buf_.size())
   uint64_t buf_off_ = 0;
-  std::string scratch_;
+  uint64_t tag_ = ~uint64_t{0};      // tag for the next read
+  uint64_t buf_tag_ = ~uint64_t{0};  // tag of the bytes in buf_
 };
 
 }  // namespace drfs::changelog

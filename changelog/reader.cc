@@ -40,6 +40,8 @@ Status Reader::OpenSegment(const std::string& name, Lsn expect_first) {
                     std::to_string(h.first_lsn) + " where " + std::to_string(expect_first) +
                     " was expected");
   }
+  // The header read also read ahead, untagged: let the first record be read again under a tag.
+  scan->DiscardReadAhead();
   file_ = std::move(file);
   scan_ = std::move(scan);
   segment_name_ = name;
@@ -93,6 +95,9 @@ Result<std::optional<Entry>> Reader::Next(std::chrono::milliseconds timeout) {
         seq = state_->Sequence();
         limit = state_->visible();
       }
+      // Read-ahead made under an older limit is trusted only up to it (format.h).
+      if (scan_->read_tag() < next_lsn_) scan_->DiscardReadAhead();
+      scan_->set_read_tag(limit);
     }
     if (next_lsn_ <= limit) {
       Entry e;

@@ -302,6 +302,7 @@ void Writer::FlushLocked(std::unique_lock<std::mutex>& l, bool sync) {
   Status s;
   bool fatal = false;
   bool rolled = false;
+  bool bytes_in_file = false;  // some of this batch reached the file and may survive a restart
   if (sync_old) {
     s = file_->Sync();
     fatal = !s.ok();
@@ -315,11 +316,14 @@ void Writer::FlushLocked(std::unique_lock<std::mutex>& l, bool sync) {
     s = DRFS_FAILPOINT("changelog.flush.write")
             ? Injected("changelog.flush.write", "write " + file_->path())
             : file_->Append(data);
+    bytes_in_file = true;
     if (!s.ok()) {
       Status t = file_->Truncate(before);
       if (!t.ok()) {
         fatal = true;
         s = t.WithContext("after a failed write (" + s.message() + "), cutting it back failed");
+      } else {
+        bytes_in_file = false;
       }
     }
   }
@@ -360,8 +364,17 @@ void Writer::FlushLocked(std::unique_lock<std::mutex>& l, bool sync) {
       DRFS_LOG(Warn) << err.message() << "; " << batch.size() + pending_.size()
                      << " append(s) failed and were not journaled";
     }
-    // Records queued behind the failed batch would leave an LSN gap: fail them too.
-    for (Waiter* w : batch) w->status = err, w->done = true;
+    // This batch's bytes may still be read back after a restart: its outcome is unknown.
+    const Status batch_err =
+        bytes_in_file ? Status(Code::kDataLoss,
+                               err.message() + " (the records were written but not made "
+                                               "durable: whether they survive is unknown until "
+                                               "the journal is reopened)",
+                               s.sys_errno())
+                      : err;
+    // Records queued behind the failed batch would leave an LSN gap: fail them too. They were
+    // never written, so for them the failure is definite.
+    for (Waiter* w : batch) w->status = batch_err, w->done = true;
     for (Waiter* w : pending_) w->status = err, w->done = true;
     pending_.clear();
     buf_.clear();
@@ -476,6 +489,11 @@ Status Writer::Close() {
 Lsn Writer::last_lsn() const {
   std::lock_guard<std::mutex> l(mu_);
   return next_lsn_ - 1;
+}
+
+Lsn Writer::written_lsn() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return written_lsn_;
 }
 
 Lsn Writer::visible_lsn() const {

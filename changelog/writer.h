@@ -21,6 +21,9 @@
 //   file is cut back, so later appends can succeed once there is space. After a failed fsync the
 //   writer refuses all further appends: the kernel may have dropped the dirty pages, so only a
 //   restart, which re-reads the journal from disk, can say what is durable.
+// - Append errors say whether the record is in the journal. kDataLoss: unknown (it was written
+//   but its fsync, or cutting back a failed write, failed; after a restart it may be there).
+//   Any other code: it is not, and never will be.
 // - Thread-safe. Close() (or the destructor) refuses new appends, waits for those in flight, and
 //   syncs; no thread outlives the Writer.
 #pragma once
@@ -97,8 +100,10 @@ class Writer {
   const std::string& dir() const { return dir_; }
   const Gfid& brick_id() const { return brick_id_; }
   const RecoveryReport& recovery() const { return recovery_; }
-  // Highest LSN assigned, written, made durable, published to readers.
+  // Highest LSN assigned (may move back after a failed batch), written to the file (never moves
+  // back: every LSN assigned later is above it), and published to readers.
   Lsn last_lsn() const;
+  Lsn written_lsn() const;
   Lsn visible_lsn() const;
   uint64_t epoch() const;
 

@@ -21,6 +21,7 @@
 #include "changelog/reader.h"
 #include "common/failpoint.h"
 #include "tests/brick/brick_test_util.h"
+#include "tests/common/fault_injection_fs.h"
 #include "tests/common/test_util.h"
 
 namespace drfs::brick {
@@ -566,8 +567,9 @@ TEST_F(BackendTest, EveryOpMatchesTheSameCallOnALocalDirectory) {
       {"getxattr missing", ENODATA, [](Twin& x) { return x.Getxattr("d", "user.none"); }},
       {"user xattr on a symlink", EPERM,
        [](Twin& x) { return x.Setxattr("sl", "user.k", "v", 0); }},
-      {"trusted xattr on a file", 0,
-       [](Twin& x) { return x.Setxattr("r/file2", "trusted.t", "tv", 0); }},
+      // (trusted.* and security.* are refused by the brick on purpose: BackendXattrs below.)
+      {"user xattr on a file", 0,
+       [](Twin& x) { return x.Setxattr("r/file2", "user.t", "tv", 0); }},
       {"removexattr missing", ENODATA, [](Twin& x) { return x.Removexattr("d", "user.none"); }},
       {"setxattr user.gone", 0, [](Twin& x) { return x.Setxattr("d", "user.gone", "", 0); }},
       {"removexattr", 0, [](Twin& x) { return x.Removexattr("d", "user.gone"); }},
@@ -941,9 +943,9 @@ TEST_F(BackendTest, UserSymlinksAreNeverFollowed) {
     ASSERT_EQ(::lstat((dir_ + "/esc").c_str(), &ls), 0);
     EXPECT_EQ(ls.st_uid, 4321u) << "the symlink itself changed";
     Request sx = ByGfid(Op::kSetxattr, sl);
-    sx.xattr_name = "trusted.mark";
+    sx.xattr_name = "trusted.mark";  // refused (namespace), and never reaches the target
     sx.xattr_value = "m";
-    EXPECT_EQ(Do(sx).err, 0);
+    EXPECT_EQ(Do(sx).err, EPERM);
     EXPECT_LT(
         ::getxattr(target.starts_with("/") ? target.c_str() : "/", "trusted.mark", nullptr, 0), 0);
     Request fa = ByGfid(Op::kFallocate, sl);
@@ -1297,6 +1299,155 @@ TEST_F(BackendTest, ConcurrentOpsOnOverlappingNamesKeepIndexTreeAndJournalInStep
   b_ = OpenBrick(dir_);
   ASSERT_NE(b_, nullptr);
   EXPECT_EQ(b_->repair_report().intents_completed + b_->repair_report().intents_rolled_back, 0);
+}
+
+}  // namespace
+}  // namespace drfs::brick
+
+namespace drfs::brick {
+namespace {
+
+// A journal fsync that fails leaves the op's outcome unknown: the brick must neither undo it
+// (its record may survive) nor forget it; the next Open() settles it from the journal.
+TEST(BackendJournalFailure, FailedFsyncLeavesTheOpForOpenToSettle) {
+  drfs::testing::TempDir t;
+  const std::string dir = t.Sub("brick");
+  ASSERT_EQ(::mkdir(dir.c_str(), 0755), 0);
+  drfs::testing::FaultInjectionFs fsi;
+  const Gfid d = Gfid::Random();
+  {
+    BackendOptions o;
+    o.journal.fs = &fsi;
+    auto b = Backend::Open(dir, o);
+    ASSERT_TRUE(b.ok()) << b.status().ToString();
+    fsi.FailSyncs(ErrnoStatus(EIO, "fdatasync"));
+    Request q = Entry(Op::kMkdir, Gfid::Root(), "docs");
+    q.gfid = d;
+    q.mode = 0755;
+    Reply r = (*b)->Execute(q);
+    EXPECT_EQ(r.err, EIO);
+    EXPECT_NE(r.message.find("settled when the brick restarts"), std::string::npos) << r.message;
+    struct stat st;
+    EXPECT_EQ(::stat((dir + "/docs").c_str(), &st), 0) << "the op must not be undone";
+    // Further mutations are refused (the journal stopped) and undone.
+    Request q2 = Entry(Op::kMkdir, Gfid::Root(), "later");
+    q2.gfid = Gfid::Random();
+    q2.mode = 0755;
+    EXPECT_EQ((*b)->Execute(q2).err, EIO);
+    EXPECT_NE(::stat((dir + "/later").c_str(), &st), 0);
+    fsi.FailSyncs(Status());
+  }
+  // The record did reach the file, so on reopen the mkdir stands, fully indexed.
+  auto b = Backend::Open(dir, BackendOptions{});
+  ASSERT_TRUE(b.ok()) << b.status().ToString();
+  EXPECT_EQ((*b)->repair_report().intents_completed, 1);
+  Request look;
+  look.op = Op::kLookupGfid;
+  look.gfid = d;
+  EXPECT_EQ((*b)->Execute(look).err, 0) << "reachable by gfid after the repair";
+  TreeModel model, tree;
+  EXPECT_EQ(Join(ReplayJournal(dir, &model)), "");
+  EXPECT_EQ(Join(CheckConsistency(dir, &tree)), "");
+  EXPECT_EQ(model, tree);
+}
+
+// The pgfid hint is written on the object itself; for a symlink object that is the symlink, never
+// what it points to (the brick runs as root).
+TEST(BackendSymlinkObjects, LinkAndRenameNeverWriteThroughAUserSymlink) {
+  drfs::testing::TempDir t;
+  const std::string dir = t.Sub("brick");
+  const std::string outside = t.Sub("outside-target");
+  ASSERT_EQ(::mkdir(dir.c_str(), 0755), 0);
+  drfs::testing::WriteFile(outside, "not the brick's");
+  auto b = Backend::Open(dir, BackendOptions{});
+  ASSERT_TRUE(b.ok()) << b.status().ToString();
+  const Gfid s = Gfid::Random();
+  Request q = Entry(Op::kSymlink, Gfid::Root(), "evil");
+  q.gfid = s;
+  q.target = outside;
+  ASSERT_EQ((*b)->Execute(q).err, 0);
+  Request l = Entry(Op::kLink, Gfid::Root(), "evil2");
+  l.gfid = s;
+  ASSERT_EQ((*b)->Execute(l).err, 0);
+  Request r = Entry(Op::kRename, Gfid::Root(), "evil");
+  r.new_parent = Gfid::Root();
+  r.new_name = "evil3";
+  ASSERT_EQ((*b)->Execute(r).err, 0);
+  char buf[256];
+  EXPECT_LT(::getxattr(outside.c_str(), "trusted.drfs.pgfid", buf, sizeof buf), 0);
+  EXPECT_LT(::getxattr(outside.c_str(), "trusted.drfs.gfid", buf, sizeof buf), 0);
+  EXPECT_EQ(drfs::testing::ReadFile(outside), "not the brick's");
+}
+
+// Directories deeper than the kernel's 40-symlink limit resolve through the iterative walk.
+TEST(BackendDeepTrees, DirectoriesFarBelowTheSymlinkLimitResolve) {
+  drfs::testing::TempDir t;
+  const std::string dir = t.Sub("brick");
+  ASSERT_EQ(::mkdir(dir.c_str(), 0755), 0);
+  BackendOptions o;
+  o.journal.fsync_policy = changelog::FsyncPolicy::kNever;
+  auto b = Backend::Open(dir, o);
+  ASSERT_TRUE(b.ok()) << b.status().ToString();
+  Gfid parent = Gfid::Root();
+  for (int i = 0; i < 120; ++i) {
+    Request q = Entry(Op::kMkdir, parent, "d");
+    q.gfid = Gfid::Random();
+    q.mode = 0755;
+    Reply r = (*b)->Execute(q);
+    ASSERT_EQ(r.err, 0) << "level " << i << ": " << r.message;
+    parent = q.gfid;
+  }
+  Request c = Entry(Op::kCreate, parent, "leaf");
+  c.gfid = Gfid::Random();
+  c.mode = 0644;
+  c.flags = brick_proto::kCreateExclusive;
+  Reply r = (*b)->Execute(c);
+  ASSERT_EQ(r.err, 0) << r.message;
+  Request res;
+  res.op = Op::kResolveGfid;
+  res.gfid = parent;
+  Reply p = (*b)->Execute(res);
+  ASSERT_EQ(p.err, 0) << p.message;
+  EXPECT_EQ(std::count(p.data.begin(), p.data.end(), '/'), 120);
+}
+
+}  // namespace
+}  // namespace drfs::brick
+
+namespace drfs::brick {
+namespace {
+
+TEST(BackendXattrs, OnlyUserAttributesAndAclsCanBeChanged) {
+  drfs::testing::TempDir t;
+  const std::string dir = t.Sub("brick");
+  ASSERT_EQ(::mkdir(dir.c_str(), 0755), 0);
+  auto b = Backend::Open(dir, BackendOptions{});
+  ASSERT_TRUE(b.ok()) << b.status().ToString();
+  const Gfid f = Gfid::Random();
+  Request c = Entry(Op::kCreate, Gfid::Root(), "tool");
+  c.gfid = f;
+  c.mode = 0755;
+  c.flags = brick_proto::kCreateExclusive;
+  ASSERT_EQ((*b)->Execute(c).err, 0);
+  for (const char* name : {"security.capability", "trusted.overlay.opaque", "security.selinux"}) {
+    Request q;
+    q.op = Op::kSetxattr;
+    q.gfid = f;
+    q.xattr_name = name;
+    q.xattr_value = "x";
+    Reply r = (*b)->Execute(q);
+    EXPECT_EQ(r.err, EPERM) << name;
+    char buf[64];
+    EXPECT_LT(::getxattr((dir + "/tool").c_str(), name, buf, sizeof buf), 0) << name;
+    q.op = Op::kRemovexattr;
+    EXPECT_EQ((*b)->Execute(q).err, EPERM) << name;
+  }
+  Request ok;
+  ok.op = Op::kSetxattr;
+  ok.gfid = f;
+  ok.xattr_name = "user.label";
+  ok.xattr_value = "fine";
+  EXPECT_EQ((*b)->Execute(ok).err, 0);
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include "changelog/journal.h"
 #include "tests/changelog/test_records.h"
 #include "changelog/writer.h"
+#include "tests/common/fault_injection_fs.h"
 #include "tests/common/test_util.h"
 
 namespace drfs::changelog {
@@ -128,6 +129,48 @@ TEST(Reader, PurgedLsnIsOutOfRange) {
   ASSERT_OK(e);
   ASSERT_TRUE(e->has_value());
   EXPECT_EQ((*e)->record.lsn, oldest_kept);
+}
+
+// A record that reached the file but was never published, then cut back and replaced by another
+// record under the same LSN (a failed batch), must not be returned from the reader's read-ahead.
+TEST(Reader, NeverReturnsReadAheadOfABatchThatWasCutBackAndRewritten) {
+  TempDir t;
+  drfs::testing::FaultInjectionFs fsi;
+  Record first = FullRecord(OpType::kMkdir, 1), stale = FullRecord(OpType::kCreate, 2),
+         fresh = FullRecord(OpType::kUnlink, 3);
+  uint64_t cut = 0;
+  {
+    WriterOptions o;
+    o.fs = &fsi;
+    auto w = Writer::Open(t.path(), o);
+    ASSERT_OK(w);
+    ASSERT_OK((*w)->Append(first));
+    cut = *FileSystem::Default()->FileSize(JoinPath(t.path(), SegmentFileName(1)));
+    fsi.FailSyncs(ErrnoStatus(EIO, "fdatasync"));
+    EXPECT_FALSE((*w)->Append(stale).ok());  // bytes in the file, LSN 2 never published
+    fsi.FailSyncs(Status());
+  }
+  ReaderOptions ro;
+  ro.from_lsn = 1;
+  auto r = Reader::Open(t.path(), ro);
+  ASSERT_OK(r);
+  auto e1 = (*r)->Next(0ms);  // reads LSN 1; its read-ahead holds the stale LSN 2
+  ASSERT_OK(e1);
+  ASSERT_TRUE(e1->has_value());
+  auto none = (*r)->Next(0ms);
+  ASSERT_OK(none);
+  EXPECT_FALSE(none->has_value()) << "LSN 2 was never published";
+  // The stale bytes are cut back (as a writer does after a failed write) and LSN 2 is reused.
+  ASSERT_EQ(::truncate(JoinPath(t.path(), SegmentFileName(1)).c_str(), static_cast<off_t>(cut)), 0);
+  auto w = Writer::Open(t.path(), {});
+  ASSERT_OK(w);
+  auto lsn = (*w)->Append(fresh);
+  ASSERT_OK(lsn);
+  ASSERT_EQ(*lsn, 2u);
+  auto e2 = (*r)->Next(60s);
+  ASSERT_OK(e2);
+  ASSERT_TRUE(e2->has_value());
+  EXPECT_EQ((*e2)->record.op, OpType::kUnlink) << "returned the stale read-ahead";
 }
 
 // A reader in this process tails a writer in another one: the journal_child binary.

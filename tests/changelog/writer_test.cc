@@ -209,7 +209,7 @@ TEST(Writer, FullDiskFailsTheBatchAndRecoversWhenSpaceReturns) {
   ASSERT_OK((*w)->Append(FullRecord(OpType::kCreate, 1)));
   fs.FailNextAppends(1, ErrnoStatus(ENOSPC, "write segment"), /*partial_bytes=*/17);
   auto failed = (*w)->Append(FullRecord(OpType::kCreate, 2));
-  EXPECT_EQ(failed.status().code(), Code::kUnavailable);
+  EXPECT_EQ(failed.status().code(), Code::kUnavailable);  // definite: cut back, not journaled
   EXPECT_EQ(failed.status().sys_errno(), ENOSPC);
   EXPECT_NE(failed.status().message().find(t.path()), std::string::npos);
   // Space is back: the next append succeeds and takes the LSN the failed one never got.
@@ -239,6 +239,8 @@ TEST(Writer, FailedFsyncStopsTheJournalUntilReopened) {
     auto r = (*w)->Append(FullRecord(OpType::kCreate, 2));
     EXPECT_FALSE(r.ok());
     EXPECT_EQ(r.status().sys_errno(), EIO);
+    // Written but not durable: the caller must not assume either way.
+    EXPECT_EQ(r.status().code(), Code::kDataLoss) << r.status().ToString();
     fs.FailSyncs(Status());
     // Even with the disk healthy again, the writer cannot vouch for the page cache.
     auto after = (*w)->Append(FullRecord(OpType::kCreate, 3));
