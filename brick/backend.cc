@@ -17,13 +17,14 @@
 // directory holds it shared, so nobody resolves through a half-renamed directory.
 //
 // Crash consistency. Namespace ops (create, mkdir, mknod, symlink, link, unlink, rmdir, rename)
-// are multi-step: tree entry, gfid index, pgfid xattr, journal. Each writes an intent
-// (.drfs/pending/<seq>, see detail/intent.h) first and removes it after the journal append. The
+// are multi-step: tree entry, gfid index, pgfid xattr, journal. Each writes an intent (a slot of
+// .drfs/intents, see detail/intent_log.h) first and clears it after the journal append. The
 // steps are ordered so that "roll back" is always possible until the record is journaled, and
 // "complete" is always possible after:
 //   create-type  build the object under .drfs/tmp with its gfid, owner and mode; hard-link the
 //                handle (non-dirs); rename it into the tree with RENAME_NOREPLACE (the tree
-//                name appears complete, or not at all); write the dir handle; journal.
+//                name appears complete, or not at all); journal; write the dir handle (so
+//                nothing inside a new directory can be journaled before its MKDIR).
 //   link         link the handle to the new name; journal.
 //   unlink       unlink the name; journal; then drop the handle if that was the last name (the
 //                handle lets an unjournaled unlink be undone by linking it back).
@@ -68,6 +69,7 @@
 #include <vector>
 
 #include "brick/detail/intent.h"
+#include "brick/detail/intent_log.h"
 #include "brick/detail/lock_table.h"
 #include "changelog/reader.h"
 #include "common/failpoint.h"
@@ -300,7 +302,7 @@ struct Backend::Impl {
   BackendOptions options;
   Fd root_fd;     // DIR, O_RDONLY|O_DIRECTORY
   Fd index_fd;    // DIR/.drfs/gfid
-  Fd pending_fd;  // DIR/.drfs/pending
+  detail::IntentLog intents;  // DIR/.drfs/intents
   Fd tmp_fd;      // DIR/.drfs/tmp
   std::unique_ptr<changelog::Writer> journal;
   RepairReport repair;
@@ -556,23 +558,15 @@ struct Backend::Impl {
   Status WriteIntent(Intent* in) {
     in->seq = seq.fetch_add(1);
     in->base_lsn = journal->written_lsn();  // never moves back; the op's record comes later
-    std::string name = std::to_string(in->seq);
-    std::string text = in->Encode();
-    Fd f(::openat(pending_fd.get(), name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-    if (!f.valid()) return SysErr(errno, "write intent .drfs/pending/" + name + " on " + dir);
-    auto [n, e] = PwriteAll(f.get(), text, 0);
-    if (e != 0) {
-      ::unlinkat(pending_fd.get(), name.c_str(), 0);
-      return SysErr(e, "write intent .drfs/pending/" + name + " on " + dir);
-    }
+    DRFS_ASSIGN_OR_RETURN(in->slot, intents.Put(in->Encode()));
     return Status::Ok();
   }
 
   void RemoveIntent(const Intent& in) {
-    std::string name = std::to_string(in.seq);
-    if (::unlinkat(pending_fd.get(), name.c_str(), 0) != 0 && errno != ENOENT) {
-      DRFS_LOG(Error) << "cannot remove intent .drfs/pending/" << name << " on " << dir << ": "
-                      << std::strerror(errno) << "; the next open will look at it again";
+    Status s = intents.Clear(in.slot);
+    if (!s.ok()) {
+      DRFS_LOG(Error) << "brick " << dir << ": cannot clear an intent (" << s.message()
+                      << "); the next open will look at it again";
     }
   }
 
@@ -876,28 +870,13 @@ const char* CrashProbe(Op op) {
 }  // namespace
 
 Status Backend::Impl::Repair() {
-  std::vector<std::pair<std::string, std::optional<Intent>>> intents;
+  std::vector<std::pair<int, std::optional<Intent>>> live;  // (slot, intent)
   {
-    Fd d(::openat(pending_fd.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    DIR* dp = d.valid() ? ::fdopendir(d.get()) : nullptr;
-    if (!dp) return SysErr(errno, "list " + dir + "/.drfs/pending");
-    d.release();  // the DIR owns it now
-    while (struct dirent* de = ::readdir(dp)) {
-      std::string name = de->d_name;
-      if (name == "." || name == "..") continue;
-      Fd f(::openat(pending_fd.get(), name.c_str(), O_RDONLY | O_CLOEXEC));
-      std::string text;
-      char buf[4096];
-      ssize_t n;
-      while (f.valid() && (n = ::read(f.get(), buf, sizeof buf)) > 0) {
-        text.append(buf, static_cast<size_t>(n));
-      }
-      intents.emplace_back(name, Intent::Decode(text));
-    }
-    ::closedir(dp);
+    DRFS_ASSIGN_OR_RETURN(auto slots, intents.ReadAll());
+    for (auto& [slot, text] : slots) live.emplace_back(slot, Intent::Decode(text));
   }
   Lsn from = std::numeric_limits<Lsn>::max();
-  for (auto& [name, in] : intents) {
+  for (auto& [slot, in] : live) {
     if (in) from = std::min(from, in->base_lsn + 1);
   }
   std::vector<Record> tail;
@@ -921,17 +900,17 @@ Status Backend::Impl::Repair() {
     }
   }
   // Undo newest first, so each op sees the state it left.
-  std::sort(intents.begin(), intents.end(), [](const auto& a, const auto& b) {
+  std::sort(live.begin(), live.end(), [](const auto& a, const auto& b) {
     uint64_t x = a.second ? a.second->seq : 0, y = b.second ? b.second->seq : 0;
     return x > y;
   });
-  for (auto& [name, in] : intents) {
+  for (auto& [slot, in] : live) {
     if (!in) {
-      // Written partly or not at all: the op had not started.
-      DRFS_LOG(Warn) << "brick " << dir << ": dropping unreadable intent .drfs/pending/" << name
-                     << " (the crash came before its op started)";
-      ::unlinkat(pending_fd.get(), name.c_str(), 0);
-      continue;
+      // Its checksum matched but it does not parse (written by another version?): the op cannot
+      // be settled safely, so keep it and refuse to start.
+      return DataLoss("brick " + dir + ": intent slot " + std::to_string(slot) + " of " + dir +
+                      "/.drfs/intents does not parse; an interrupted op cannot be settled. "
+                      "Start the brick with the drfs version that wrote it");
     }
     const Record* rec = nullptr;
     for (const Record& r : tail) {
@@ -950,7 +929,8 @@ Status Backend::Impl::Repair() {
       DRFS_LOG(Warn) << "brick " << dir << ": rolled back " << what
                      << " interrupted by a crash before it was journaled";
     }
-    ::unlinkat(pending_fd.get(), name.c_str(), 0);
+    in->slot = slot;
+    RemoveIntent(*in);
   }
   // Anything left in .drfs/tmp belonged to an op that is now undone or finished.
   Fd d(::openat(tmp_fd.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
@@ -1858,7 +1838,7 @@ Result<std::unique_ptr<Backend>> Backend::Open(const std::string& dir,
   if (!impl->root_fd.valid()) return ErrnoStatus(errno, "open brick directory " + dir);
   const int root = impl->root_fd.get();
   for (const char* d :
-       {".drfs", ".drfs/gfid", ".drfs/gfid/00", ".drfs/gfid/00/00", ".drfs/pending", ".drfs/tmp"}) {
+       {".drfs", ".drfs/gfid", ".drfs/gfid/00", ".drfs/gfid/00/00", ".drfs/tmp"}) {
     if (::mkdirat(root, d, 0700) != 0 && errno != EEXIST) {
       return ErrnoStatus(errno, "create " + dir + "/" + d);
     }
@@ -1868,7 +1848,7 @@ Result<std::unique_ptr<Backend>> Backend::Open(const std::string& dir,
     return out->valid() ? Status::Ok() : ErrnoStatus(errno, "open " + dir + "/" + d);
   };
   DRFS_RETURN_IF_ERROR(open_dir(".drfs/gfid", &impl->index_fd));
-  DRFS_RETURN_IF_ERROR(open_dir(".drfs/pending", &impl->pending_fd));
+  DRFS_RETURN_IF_ERROR(impl->intents.Open(root, ".drfs/intents", dir + "/.drfs/intents"));
   DRFS_RETURN_IF_ERROR(open_dir(".drfs/tmp", &impl->tmp_fd));
 
   // The root's gfid, which also proves the file system keeps trusted xattrs.

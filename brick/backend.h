@@ -12,7 +12,8 @@
 //                              handle points at DIR.
 //   DIR/.drfs/changelog/       the journal (changelog/); every successful mutation is appended
 //                              before the op returns.
-//   DIR/.drfs/pending/         intents of multi-step namespace ops in flight (see backend.cc).
+//   DIR/.drfs/intents          intents of multi-step namespace ops in flight, in fixed slots
+//                              (detail/intent_log.h; see backend.cc).
 //   DIR/.drfs/tmp/             new objects being built before they are renamed into the tree.
 // ".drfs" in the root is hidden from readdir and refused as a name.
 //

@@ -1,10 +1,8 @@
-// Intent: what a multi-step namespace op is about to do, written to DIR/.drfs/pending/<seq>
-// before its first step and removed after it is journaled, so Open() can finish or undo an op a
-// crash interrupted (see backend.cc, "Crash consistency").
+// Intent: what a multi-step namespace op is about to do, written to a slot of the intent log
+// (intent_log.h) before its first step and cleared after it is journaled, so Open() can finish
+// or undo an op a crash interrupted (see backend.cc, "Crash consistency").
 //
-// The file is a few "key value" lines ending in "end"; strings are hex, so any name survives.
-// Intents are not fsynced: they protect against a process crash (the page cache survives), not
-// a power loss.
+// The text is a few "key value" lines ending in "end"; strings are hex, so any name survives.
 #pragma once
 
 #include <cstdint>
@@ -18,7 +16,8 @@
 namespace drfs::brick::detail {
 
 struct Intent {
-  uint64_t seq = 0;             // also the file name; repair undoes newer intents first
+  uint64_t seq = 0;             // repair undoes newer intents first
+  int slot = -1;                // in the intent log; not encoded
   changelog::Lsn base_lsn = 0;  // journal's last LSN before the op: its record comes later
   changelog::OpType op = changelog::OpType::kCreate;
   Gfid gfid;    // the object created, linked, removed or renamed

@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "brick/detail/intent.h"
+#include "brick/detail/intent_log.h"
 #include "changelog/reader.h"
 #include "common/failpoint.h"
 #include "tests/brick/brick_test_util.h"
@@ -1159,9 +1160,20 @@ TEST_F(BackendTest, OpenRepairsLeftoverIntents) {
   in.parent = d;
   in.name = "f";
   in.last = true;
-  drfs::testing::WriteFile(dir_ + "/.drfs/pending/5", in.Encode());
-  // And a torn intent (the crash came while writing it).
-  drfs::testing::WriteFile(dir_ + "/.drfs/pending/6", in.Encode().substr(0, 20));
+  {
+    int brick_fd = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY);
+    detail::IntentLog log;
+    ASSERT_TRUE(log.Open(brick_fd, ".drfs/intents", "intents").ok());
+    ASSERT_TRUE(log.Put(in.Encode()).ok());
+    // And a torn intent (the crash came while writing it): its checksum fails.
+    auto torn = log.Put(in.Encode());
+    ASSERT_TRUE(torn.ok());
+    int log_fd = ::openat(brick_fd, ".drfs/intents", O_WRONLY);
+    const off_t at = static_cast<off_t>(*torn) * detail::IntentLog::kSlotSize + 40;
+    ASSERT_EQ(::pwrite(log_fd, "XX", 2, at), 2);
+    ::close(log_fd);
+    ::close(brick_fd);
+  }
   b_ = OpenBrick(dir_);
   ASSERT_NE(b_, nullptr);
   EXPECT_EQ(b_->repair_report().intents_rolled_back, 1);
@@ -1179,7 +1191,13 @@ TEST_F(BackendTest, OpenRepairsLeftoverIntents) {
             0);
   in.seq = 7;
   in.base_lsn = 2;
-  drfs::testing::WriteFile(dir_ + "/.drfs/pending/7", in.Encode());
+  {
+    int brick_fd = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY);
+    detail::IntentLog log;
+    ASSERT_TRUE(log.Open(brick_fd, ".drfs/intents", "intents").ok());
+    ASSERT_TRUE(log.Put(in.Encode()).ok());
+    ::close(brick_fd);
+  }
   b_ = OpenBrick(dir_);
   ASSERT_NE(b_, nullptr);
   EXPECT_EQ(b_->repair_report().intents_completed, 1);

@@ -4,6 +4,8 @@
 // Both read the brick with plain syscalls, never through Backend, so they check what is on disk.
 #pragma once
 
+#include "brick/detail/intent_log.h"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -136,12 +138,21 @@ inline std::vector<std::string> CheckConsistency(const std::string& dir,
       }
     }
   }
-  for (const char* d : {"/.drfs/pending", "/.drfs/tmp"}) {
-    auto left = ListDir(dir + d);
-    if (!left.empty()) {
-      problems.push_back(std::to_string(left.size()) + " file(s) left in " + d + ", e.g. " +
-                         left.front());
+  auto left = ListDir(dir + "/.drfs/tmp");
+  if (!left.empty()) {
+    problems.push_back(std::to_string(left.size()) + " file(s) left in /.drfs/tmp, e.g. " +
+                       left.front());
+  }
+  {
+    int root = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    brick::detail::IntentLog log;
+    if (log.Open(root, ".drfs/intents", "intents").ok()) {
+      auto live = log.ReadAll();
+      if (live.ok() && !live->empty()) {
+        problems.push_back(std::to_string(live->size()) + " intent(s) left in /.drfs/intents");
+      }
     }
+    ::close(root);
   }
   if (model) *model = std::move(tree);
   return problems;
