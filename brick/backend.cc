@@ -154,6 +154,16 @@ bool ClientMaySet(std::string_view xattr) {
          xattr == "system.posix_acl_default";
 }
 
+// The EPERM reply for a setxattr/removexattr a client may not make, or nullopt.
+std::optional<Reply> RefuseXattrChange(const std::string& name, const std::string& what) {
+  if (IsReserved(name)) return ErrorReply(EPERM, what + ": the attribute is the brick's own");
+  if (!ClientMaySet(name)) {
+    return ErrorReply(EPERM, what + ": only user.* attributes and POSIX ACLs can be changed "
+                                    "through a brick");
+  }
+  return std::nullopt;
+}
+
 // 0 if `name` is a valid entry name, else the errno.
 int NameError(std::string_view name) {
   if (name.empty() || name == "." || name == ".." || name.find('/') != std::string_view::npos ||
@@ -1751,13 +1761,7 @@ Reply Backend::Impl::Setattr(const Request& q) {
 
 Reply Backend::Impl::Setxattr(const Request& q) {
   const std::string what = "setxattr " + q.xattr_name + " on " + Where(q.gfid);
-  if (IsReserved(q.xattr_name)) {
-    return ErrorReply(EPERM, what + ": the attribute is the brick's own");
-  }
-  if (!ClientMaySet(q.xattr_name)) {
-    return ErrorReply(EPERM, what + ": only user.* attributes and POSIX ACLs can be changed "
-                                    "through a brick");
-  }
+  if (auto refused = RefuseXattrChange(q.xattr_name, what)) return *refused;
   StripeLock lock(locks, {LockTable::ObjectSlot(q.gfid)});
   auto o = Resolve(q.gfid);
   if (!o.ok()) return ToReply(o.status());
@@ -1778,13 +1782,7 @@ Reply Backend::Impl::Setxattr(const Request& q) {
 
 Reply Backend::Impl::Removexattr(const Request& q) {
   const std::string what = "removexattr " + q.xattr_name + " on " + Where(q.gfid);
-  if (IsReserved(q.xattr_name)) {
-    return ErrorReply(EPERM, what + ": the attribute is the brick's own");
-  }
-  if (!ClientMaySet(q.xattr_name)) {
-    return ErrorReply(EPERM, what + ": only user.* attributes and POSIX ACLs can be changed "
-                                    "through a brick");
-  }
+  if (auto refused = RefuseXattrChange(q.xattr_name, what)) return *refused;
   StripeLock lock(locks, {LockTable::ObjectSlot(q.gfid)});
   auto o = Resolve(q.gfid);
   if (!o.ok()) return ToReply(o.status());

@@ -66,6 +66,35 @@ Result<int64_t> ParseInt(const std::string& s, const std::string& what) {
   return v;
 }
 
+Status GetGfidOption(const Args& a, const std::string& opt, Gfid* out) {
+  auto v = a.Get(opt);
+  if (!v) return Status::Ok();
+  auto g = Gfid::Parse(*v);
+  if (!g) return InvalidArgument("--" + opt + " '" + *v + "' is not a gfid (8-4-4-4-12 hex)");
+  *out = *g;
+  return Status::Ok();
+}
+
+Status GetIntOption(const Args& a, const std::string& opt, int64_t* out) {
+  auto v = a.Get(opt);
+  if (!v) return Status::Ok();
+  DRFS_ASSIGN_OR_RETURN(*out, ParseInt(*v, "--" + opt));
+  return Status::Ok();
+}
+
+std::optional<int> HandleHelp(int argc, char** argv, int first, const char* usage) {
+  if (first >= argc) {
+    std::cerr << usage;
+    return kExitUsage;
+  }
+  std::string_view cmd = argv[first];
+  if (cmd == "--help" || cmd == "-h" || cmd == "help") {
+    std::cout << usage;
+    return kExitOk;
+  }
+  return std::nullopt;
+}
+
 std::string HumanBytes(uint64_t n) {
   static const char* kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
   double v = static_cast<double>(n);

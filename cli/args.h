@@ -3,12 +3,14 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <optional>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "common/gfid.h"
 #include "common/status.h"
 
 namespace drfs::cli {
@@ -41,6 +43,26 @@ Result<Args> ParseArgs(int argc, char** argv, int first, const OptionSpec& spec)
 // Strict number parsing: the whole string, in range. `what` names the value in the error.
 Result<uint64_t> ParseUint(const std::string& s, const std::string& what, int base = 10);
 Result<int64_t> ParseInt(const std::string& s, const std::string& what);
+
+// Reads option --opt into *out when it was given, and leaves *out alone otherwise.
+// InvalidArgument names the option and the bad value.
+Status GetGfidOption(const Args& a, const std::string& opt, Gfid* out);
+Status GetIntOption(const Args& a, const std::string& opt, int64_t* out);
+template <typename T>
+Status GetUintOption(const Args& a, const std::string& opt, T* out, int base = 10) {
+  auto v = a.Get(opt);
+  if (!v) return Status::Ok();
+  DRFS_ASSIGN_OR_RETURN(uint64_t n, ParseUint(*v, "--" + opt, base));
+  if (n > static_cast<uint64_t>(std::numeric_limits<T>::max())) {
+    return InvalidArgument("--" + opt + " " + *v + " is out of range");
+  }
+  *out = static_cast<T>(n);
+  return Status::Ok();
+}
+
+// For a command group: with no command, or with --help/-h/help, prints `usage` and returns the
+// exit code (2 without a command, 0 when help was asked for); otherwise nullopt.
+std::optional<int> HandleHelp(int argc, char** argv, int first, const char* usage);
 
 // "12.3 KiB"
 std::string HumanBytes(uint64_t n);

@@ -129,27 +129,14 @@ std::string IattLine(const Iatt& a) {
 }
 
 Status FillRequest(const Args& a, Request* q) {
-  auto gfid = [&](const char* opt, Gfid* out, Gfid dflt) -> Status {
-    *out = dflt;
-    if (auto v = a.Get(opt)) {
-      auto g = Gfid::Parse(*v);
-      if (!g) return InvalidArgument("--" + std::string(opt) + " '" + *v + "' is not a gfid");
-      *out = *g;
-    }
-    return Status::Ok();
-  };
-  auto num = [&](const char* opt, auto* out, int base = 10) -> Status {
-    if (auto v = a.Get(opt)) {
-      DRFS_ASSIGN_OR_RETURN(uint64_t n, ParseUint(*v, "--" + std::string(opt), base));
-      *out = static_cast<std::remove_pointer_t<decltype(out)>>(n);
-    }
-    return Status::Ok();
-  };
   const bool creates = q->op == Op::kMkdir || q->op == Op::kCreate || q->op == Op::kMknod ||
                        q->op == Op::kSymlink;
-  DRFS_RETURN_IF_ERROR(gfid("gfid", &q->gfid, creates ? Gfid::Random() : Gfid::Root()));
-  DRFS_RETURN_IF_ERROR(gfid("parent", &q->parent, Gfid::Root()));
-  DRFS_RETURN_IF_ERROR(gfid("new-parent", &q->new_parent, q->parent));
+  q->gfid = creates ? Gfid::Random() : Gfid::Root();
+  q->parent = Gfid::Root();
+  DRFS_RETURN_IF_ERROR(GetGfidOption(a, "gfid", &q->gfid));
+  DRFS_RETURN_IF_ERROR(GetGfidOption(a, "parent", &q->parent));
+  q->new_parent = q->parent;
+  DRFS_RETURN_IF_ERROR(GetGfidOption(a, "new-parent", &q->new_parent));
   q->name = a.Get("name").value_or("");
   q->new_name = a.Get("new-name").value_or("");
   q->target = a.Get("target").value_or("");
@@ -157,20 +144,16 @@ Status FillRequest(const Args& a, Request* q) {
   q->xattr_name = a.Get("xattr").value_or("");
   q->xattr_value = a.Get("value").value_or("");
   if (q->op == Op::kCreate) q->flags = kCreateExclusive;
-  DRFS_RETURN_IF_ERROR(num("mode", &q->mode, 8));
-  DRFS_RETURN_IF_ERROR(num("uid", &q->uid));
-  DRFS_RETURN_IF_ERROR(num("gid", &q->gid));
-  DRFS_RETURN_IF_ERROR(num("rdev", &q->rdev));
-  DRFS_RETURN_IF_ERROR(num("flags", &q->flags));
-  DRFS_RETURN_IF_ERROR(num("offset", &q->offset));
-  DRFS_RETURN_IF_ERROR(num("length", &q->length));
-  DRFS_RETURN_IF_ERROR(num("size", &q->size));
-  if (auto v = a.Get("atime-ns")) {
-    DRFS_ASSIGN_OR_RETURN(q->atime_ns, ParseInt(*v, "--atime-ns"));
-  }
-  if (auto v = a.Get("mtime-ns")) {
-    DRFS_ASSIGN_OR_RETURN(q->mtime_ns, ParseInt(*v, "--mtime-ns"));
-  }
+  DRFS_RETURN_IF_ERROR(GetUintOption(a, "mode", &q->mode, 8));
+  DRFS_RETURN_IF_ERROR(GetUintOption(a, "uid", &q->uid));
+  DRFS_RETURN_IF_ERROR(GetUintOption(a, "gid", &q->gid));
+  DRFS_RETURN_IF_ERROR(GetUintOption(a, "rdev", &q->rdev));
+  DRFS_RETURN_IF_ERROR(GetUintOption(a, "flags", &q->flags));
+  DRFS_RETURN_IF_ERROR(GetUintOption(a, "offset", &q->offset));
+  DRFS_RETURN_IF_ERROR(GetUintOption(a, "length", &q->length));
+  DRFS_RETURN_IF_ERROR(GetUintOption(a, "size", &q->size));
+  DRFS_RETURN_IF_ERROR(GetIntOption(a, "atime-ns", &q->atime_ns));
+  DRFS_RETURN_IF_ERROR(GetIntOption(a, "mtime-ns", &q->mtime_ns));
   if (auto v = a.Get("set")) {
     std::string s = *v + ",";
     size_t start = 0;
@@ -259,11 +242,7 @@ int OpCmd(const Args& a) {
 }  // namespace
 
 int BrickCommand(int argc, char** argv, int first) {
-  if (first >= argc || std::string(argv[first]) == "--help" || std::string(argv[first]) == "-h" ||
-      std::string(argv[first]) == "help") {
-    std::cout << kUsage;
-    return first >= argc ? kExitUsage : kExitOk;
-  }
+  if (auto rc = HandleHelp(argc, argv, first, kUsage)) return *rc;
   std::string cmd = argv[first];
   OptionSpec spec;
   if (cmd == "serve") {

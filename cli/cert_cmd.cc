@@ -145,12 +145,8 @@ int ShowCmd(const Args& a) {
 }  // namespace
 
 int CertCommand(int argc, char** argv, int first) {
-  if (first >= argc) return UsageError("cert needs a command", kUsage);
+  if (auto rc = HandleHelp(argc, argv, first, kUsage)) return *rc;
   std::string cmd = argv[first];
-  if (cmd == "--help" || cmd == "-h" || cmd == "help") {
-    std::cout << kUsage;
-    return kExitOk;
-  }
   OptionSpec spec;
   if (cmd == "create-ca") {
     spec.with_value = {"dir", "name", "days"};

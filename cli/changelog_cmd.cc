@@ -187,46 +187,25 @@ int CursorCmd(const Args& a) {
 
 // Reads the optional record fields of `append` from the options.
 Status FillRecord(const Args& a, Record* r) {
-  auto gfid = [&](const char* opt, Gfid* out) -> Status {
-    if (auto v = a.Get(opt)) {
-      auto g = Gfid::Parse(*v);
-      if (!g) return InvalidArgument("--" + std::string(opt) + " '" + *v + "' is not a gfid");
-      *out = *g;
-    }
-    return Status::Ok();
-  };
-  auto num = [&](const char* opt, auto* out, int base = 10) -> Status {
-    if (auto v = a.Get(opt)) {
-      DRFS_ASSIGN_OR_RETURN(uint64_t n, ParseUint(*v, "--" + std::string(opt), base));
-      *out = static_cast<std::remove_pointer_t<decltype(out)>>(n);
-    }
-    return Status::Ok();
-  };
-  auto inum = [&](const char* opt, int64_t* out) -> Status {
-    if (auto v = a.Get(opt)) {
-      DRFS_ASSIGN_OR_RETURN(*out, ParseInt(*v, "--" + std::string(opt)));
-    }
-    return Status::Ok();
-  };
   r->gfid = Gfid::Random();
-  DRFS_RETURN_IF_ERROR(gfid("gfid", &r->gfid));
-  DRFS_RETURN_IF_ERROR(gfid("parent", &r->parent));
-  DRFS_RETURN_IF_ERROR(gfid("new-parent", &r->new_parent));
-  DRFS_RETURN_IF_ERROR(gfid("replaced", &r->replaced));
+  DRFS_RETURN_IF_ERROR(GetGfidOption(a, "gfid", &r->gfid));
+  DRFS_RETURN_IF_ERROR(GetGfidOption(a, "parent", &r->parent));
+  DRFS_RETURN_IF_ERROR(GetGfidOption(a, "new-parent", &r->new_parent));
+  DRFS_RETURN_IF_ERROR(GetGfidOption(a, "replaced", &r->replaced));
   r->name = a.Get("name").value_or("");
   r->new_name = a.Get("new-name").value_or("");
   r->symlink_target = a.Get("target").value_or("");
   r->xattr_name = a.Get("xattr").value_or("");
-  DRFS_RETURN_IF_ERROR(num("mode", &r->mode, 8));
-  DRFS_RETURN_IF_ERROR(num("uid", &r->uid));
-  DRFS_RETURN_IF_ERROR(num("gid", &r->gid));
-  DRFS_RETURN_IF_ERROR(num("rdev", &r->rdev));
-  DRFS_RETURN_IF_ERROR(num("offset", &r->offset));
-  DRFS_RETURN_IF_ERROR(num("length", &r->length));
-  DRFS_RETURN_IF_ERROR(num("size", &r->size));
-  DRFS_RETURN_IF_ERROR(num("fallocate-mode", &r->fallocate_mode, 16));
-  DRFS_RETURN_IF_ERROR(inum("atime-ns", &r->atime_ns));
-  DRFS_RETURN_IF_ERROR(inum("mtime-ns", &r->mtime_ns));
+  DRFS_RETURN_IF_ERROR(GetUintOption(a, "mode", &r->mode, 8));
+  DRFS_RETURN_IF_ERROR(GetUintOption(a, "uid", &r->uid));
+  DRFS_RETURN_IF_ERROR(GetUintOption(a, "gid", &r->gid));
+  DRFS_RETURN_IF_ERROR(GetUintOption(a, "rdev", &r->rdev));
+  DRFS_RETURN_IF_ERROR(GetUintOption(a, "offset", &r->offset));
+  DRFS_RETURN_IF_ERROR(GetUintOption(a, "length", &r->length));
+  DRFS_RETURN_IF_ERROR(GetUintOption(a, "size", &r->size));
+  DRFS_RETURN_IF_ERROR(GetUintOption(a, "fallocate-mode", &r->fallocate_mode, 16));
+  DRFS_RETURN_IF_ERROR(GetIntOption(a, "atime-ns", &r->atime_ns));
+  DRFS_RETURN_IF_ERROR(GetIntOption(a, "mtime-ns", &r->mtime_ns));
   if (r->op == OpType::kSetattr) {
     r->setattr_valid = (a.Has("mode") ? kSetMode : 0) | (a.Has("uid") ? kSetUid : 0) |
                        (a.Has("gid") ? kSetGid : 0) | (a.Has("atime-ns") ? kSetAtime : 0) |
@@ -282,11 +261,7 @@ int AppendCmd(const Args& a) {
 }  // namespace
 
 int ChangelogCommand(int argc, char** argv, int first) {
-  if (first >= argc || std::string(argv[first]) == "--help" || std::string(argv[first]) == "-h" ||
-      std::string(argv[first]) == "help") {
-    std::cout << kUsage;
-    return first >= argc ? kExitUsage : kExitOk;
-  }
+  if (auto rc = HandleHelp(argc, argv, first, kUsage)) return *rc;
   std::string cmd = argv[first];
   OptionSpec spec;
   if (cmd == "dump") {
