@@ -2,6 +2,7 @@
 
 #include <cerrno>
 
+#include "common/failpoint.h"
 #include "common/log.h"
 
 namespace drfs::brick {
@@ -55,7 +56,17 @@ void BrickServer::Handle(std::shared_ptr<const PeerInfo> peer, Frame request, Re
     reply.Send(op, std::move(out));
     return;
   }
-  bool queued = disk_.Submit([this, peer, request = std::move(request), send]() {
+  const size_t bytes = request.payload.size() + kFrameHeaderSize;
+  if (queued_bytes_.fetch_add(bytes) + bytes > opts_.max_queued_bytes) {
+    queued_bytes_ -= bytes;
+    send(ErrorReply(EAGAIN, "brick " + opts_.dir + " is busy (" +
+                                std::to_string(opts_.max_queued_bytes >> 20) +
+                                " MiB of requests wait for its disk); retry shortly"));
+    return;
+  }
+  bool queued = disk_.Submit([this, peer, request = std::move(request), send, bytes]() {
+    DRFS_FAILPOINT("brick.server.execute");  // tests hold the disk thread here (delay)
+    queued_bytes_ -= bytes;
     Request req;
     Status s = DecodeRequest(static_cast<Op>(request.op), request.payload, &req);
     if (!s.ok()) {
@@ -73,6 +84,7 @@ void BrickServer::Handle(std::shared_ptr<const PeerInfo> peer, Frame request, Re
     const bool applier = peer->tls && peer->role == opts_.applier_role;
     send(backend_->Execute(req, applier));
   });
+  if (!queued) queued_bytes_ -= bytes;
   if (!queued) send(ErrorReply(ESHUTDOWN, "brick " + opts_.dir + " is shutting down; retry on " +
                                               "another replica or after it restarts"));
 }

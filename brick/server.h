@@ -5,12 +5,14 @@
 // they never block on the disk; replies go back in whatever order the ops finish. A request
 // whose payload does not decode gets EPROTO and is logged; a malformed frame closes only that
 // connection (common/rpc.h). On a read-only brick only a peer whose certificate role is
-// "applier" may mutate.
+// "applier" may mutate. Past max_queued_bytes of requests waiting for the disk, new requests get
+// EAGAIN at once.
 //
 // Stop() (and the destructor) is a gate: stop accepting, let queued ops finish, close the
 // journal.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <string>
 
@@ -29,6 +31,10 @@ struct BrickServerOptions {
   int disk_threads = 8;
   int io_threads = 2;
   std::string applier_role = "applier";
+  // Request bytes waiting for a disk thread, across all clients. Past it, requests are answered
+  // at once with EAGAIN ("brick busy; retry") instead of queued, so clients that pipeline more
+  // than the disk absorbs cannot grow the brick's memory without bound.
+  size_t max_queued_bytes = 256u << 20;
 };
 
 class BrickServer {
@@ -47,6 +53,7 @@ class BrickServer {
   void Handle(std::shared_ptr<const PeerInfo> peer, Frame request, Responder reply);
 
   const BrickServerOptions opts_;
+  std::atomic<size_t> queued_bytes_{0};
   std::unique_ptr<Backend> backend_;
   ThreadPool disk_;
   RpcServer rpc_;
