@@ -37,7 +37,8 @@ constexpr char kUsage[] =
     "  --seconds N      seconds per case (default 3)\n"
     "  --clients LIST   concurrent client counts (default 1,4,16)\n"
     "  --fsync POLICY   the brick journal's fsync policy: always (default), interval, never\n"
-    "  --cases LIST     any of small,stat,io (default all)\n";
+    "  --cases LIST     any of small,stat,io (default all)\n"
+    "  --disk-threads N the brick's disk thread pool (default 32, as drfs brick serve)\n";
 
 struct Options {
   std::string parent = "/var/tmp";
@@ -45,6 +46,7 @@ struct Options {
   std::vector<int> clients = {1, 4, 16};
   changelog::FsyncPolicy fsync = changelog::FsyncPolicy::kAlways;
   std::string cases = "small,stat,io";
+  int disk_threads = 32;
   bool Want(const char* c) const { return ("," + cases + ",").find(std::string(",") + c + ",") != std::string::npos; }
 };
 
@@ -119,6 +121,9 @@ bool ParseArgs(int argc, char** argv, Options* o) {
         if (n < 1 || n > 256) return false;
         o->clients.push_back(n);
       }
+    } else if (a == "--disk-threads") {
+      const char* v = next();
+      if (!v || (o->disk_threads = std::atoi(v)) < 1 || o->disk_threads > 256) return false;
     } else if (a == "--cases") {
       const char* v = next();
       if (!v) return false;
@@ -156,7 +161,7 @@ int main(int argc, char** argv) {
   {
     brick::BrickServerOptions so;
     so.dir = brick_dir;
-    so.disk_threads = 16;
+    so.disk_threads = o.disk_threads;
     so.backend.journal.fsync_policy = o.fsync;
     auto server = brick::BrickServer::Start(so);
     if (!server.ok()) {

@@ -24,6 +24,7 @@ constexpr char kUsage[] =
     "\n"
     "  serve --dir DIR --port PORT [--host H] [--tls-cert F --tls-key F --tls-ca F]\n"
     "        [--read-only] [--fsync always|interval|never] [--brick-id UUID] [--threads N]\n"
+    "      (--threads: disk threads, default 32; they mostly wait on the journal's fsync)\n"
     "      Export DIR as a brick, in the foreground, until SIGINT or SIGTERM. Every mutation is\n"
     "      journaled to DIR/.drfs/changelog (see 'drfs changelog'). --port 0 picks a free port\n"
     "      and prints it. With --read-only only a client whose certificate role is 'applier'\n"
