@@ -71,6 +71,7 @@
 #include "brick/detail/intent.h"
 #include "brick/detail/intent_log.h"
 #include "brick/detail/lock_table.h"
+#include "changelog/journal.h"
 #include "changelog/reader.h"
 #include "common/failpoint.h"
 #include "common/log.h"
@@ -1874,7 +1875,7 @@ Result<std::unique_ptr<Backend>> Backend::Open(const std::string& dir,
     }
   }
 
-  auto journal = changelog::Writer::Open(dir + "/.drfs/changelog", options.journal);
+  auto journal = changelog::Writer::Open(changelog::JournalDirForBrick(dir), options.journal);
   if (!journal.ok()) return journal.status().WithContext("brick " + dir);
   impl->journal = std::move(*journal);
   impl->seq = NowNs();  // intent and temp names stay unique across restarts

@@ -75,18 +75,14 @@ void BrickServer::Handle(std::shared_ptr<const PeerInfo> peer, Frame request, Re
       send(ErrorReply(EPROTO, s.message()));
       return;
     }
-    if (req.op == Op::kHello) {
-      Reply r;
-      r.data = backend_->brick_id().ToString();
-      send(r);
-      return;
-    }
     const bool applier = peer->tls && peer->role == opts_.applier_role;
     send(backend_->Execute(req, applier));
   });
-  if (!queued) queued_bytes_ -= bytes;
-  if (!queued) send(ErrorReply(ESHUTDOWN, "brick " + opts_.dir + " is shutting down; retry on " +
-                                              "another replica or after it restarts"));
+  if (!queued) {
+    queued_bytes_ -= bytes;
+    send(ErrorReply(ESHUTDOWN, "brick " + opts_.dir + " is shutting down; retry on " +
+                                   "another replica or after it restarts"));
+  }
 }
 
 }  // namespace drfs::brick

@@ -12,10 +12,6 @@
 
 namespace drfs::changelog {
 
-namespace {
-constexpr char kLockFileName[] = "LOCK";
-}  // namespace
-
 std::string JournalDirForBrick(const std::string& brick_dir) {
   return JoinPath(JoinPath(brick_dir, ".drfs"), "changelog");
 }

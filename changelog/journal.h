@@ -14,6 +14,9 @@
 
 namespace drfs::changelog {
 
+// The writer's lock file in a journal directory (flock'ed while a brick writes).
+inline constexpr char kLockFileName[] = "LOCK";
+
 // "<brick>/.drfs/changelog"
 std::string JournalDirForBrick(const std::string& brick_dir);
 // Accepts a brick directory or a journal directory and returns the journal directory.

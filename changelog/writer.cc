@@ -18,8 +18,6 @@ namespace drfs::changelog {
 
 namespace {
 
-constexpr char kLockFileName[] = "LOCK";
-
 Status Injected(std::string_view probe, const std::string& what) {
   return Status(Code::kUnavailable,
                 what + ": I/O error injected by failure probe " + std::string(probe), EIO);
