@@ -24,6 +24,7 @@ constexpr char kUsage[] =
     "\n"
     "  serve --dir DIR --port PORT [--host H] [--tls-cert F --tls-key F --tls-ca F]\n"
     "        [--read-only] [--fsync always|interval|never] [--brick-id UUID] [--threads N]\n"
+    "        [--fsync-interval-ms N] [--rollover-size BYTES] [--rollover-time-ms N]\n"
     "      (--threads: disk threads, default 32; they mostly wait on the journal's fsync)\n"
     "      Export DIR as a brick, in the foreground, until SIGINT or SIGTERM. Every mutation is\n"
     "      journaled to DIR/.drfs/changelog (see 'drfs changelog'). --port 0 picks a free port\n"
@@ -73,6 +74,18 @@ int Serve(const Args& a) {
     auto fp = changelog::ParseFsyncPolicy(*v);
     if (!fp) return UsageError("--fsync must be always, interval or never", kUsage);
     o.backend.journal.fsync_policy = *fp;
+  }
+  if (Status s = GetUintOption(a, "fsync-interval-ms", &o.backend.journal.fsync_interval_ms);
+      !s.ok() || o.backend.journal.fsync_interval_ms == 0) {
+    return UsageError("--fsync-interval-ms must be a positive number of milliseconds", kUsage);
+  }
+  if (Status s = GetUintOption(a, "rollover-size", &o.backend.journal.segment_max_bytes);
+      !s.ok() || o.backend.journal.segment_max_bytes < 4096) {
+    return UsageError("--rollover-size must be a byte count of at least 4096", kUsage);
+  }
+  if (Status s = GetUintOption(a, "rollover-time-ms", &o.backend.journal.segment_max_age_ms);
+      !s.ok() || o.backend.journal.segment_max_age_ms == 0) {
+    return UsageError("--rollover-time-ms must be a positive number of milliseconds", kUsage);
   }
   if (auto v = a.Get("brick-id")) {
     auto g = Gfid::Parse(*v);
@@ -248,7 +261,7 @@ int BrickCommand(int argc, char** argv, int first) {
   OptionSpec spec;
   if (cmd == "serve") {
     spec = {{"read-only"},
-            {"dir", "port", "host", "tls-cert", "tls-key", "tls-ca", "fsync", "brick-id",
+            {"dir", "port", "host", "tls-cert", "tls-key", "tls-ca", "fsync", "brick-id", "fsync-interval-ms", "rollover-size", "rollover-time-ms",
              "threads"}};
   } else if (cmd == "op") {
     spec = {{"json"},

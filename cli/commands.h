@@ -7,5 +7,8 @@ namespace drfs::cli {
 int ChangelogCommand(int argc, char** argv, int first);
 int CertCommand(int argc, char** argv, int first);
 int BrickCommand(int argc, char** argv, int first);
+int DaemonCommand(int argc, char** argv, int first);
+int PeerCommand(int argc, char** argv, int first);
+int VolumeCommand(int argc, char** argv, int first);
 
 }  // namespace drfs::cli

@@ -14,6 +14,9 @@ constexpr char kUsage[] =
     "drfs is a replicated file system with geo-replication for disaster recovery.\n"
     "\n"
     "Groups:\n"
+    "  daemon      run drfsd, the node daemon that keeps the configuration and runs the bricks\n"
+    "  peer        form the pool of nodes of one site (probe, detach, status)\n"
+    "  volume      create, start, stop, inspect and configure volumes (run 'drfs volume help')\n"
     "  brick       serve a brick directory over the network, or send it one op (serve, op)\n"
     "  changelog   inspect and manage a brick's mutation journal (dump, status, purge, cursor)\n"
     "  cert        create the site CA and issue TLS certificates (create-ca, issue, show)\n"
@@ -41,6 +44,9 @@ int main(int argc, char** argv) {
   if (group == "changelog") return ChangelogCommand(argc, argv, 2);
   if (group == "cert") return CertCommand(argc, argv, 2);
   if (group == "brick") return BrickCommand(argc, argv, 2);
+  if (group == "daemon") return DaemonCommand(argc, argv, 2);
+  if (group == "peer") return PeerCommand(argc, argv, 2);
+  if (group == "volume") return VolumeCommand(argc, argv, 2);
   std::cerr << "drfs: unknown command group '" << group << "'\n\n" << kUsage;
   return kExitUsage;
 }

@@ -1,0 +1,1479 @@
+// drfsd implementation. See daemon.h for the contract; the transaction protocol is described in
+// docs/cli.md ("How a configuration change runs").
+#include "mgmt/daemon.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <netinet/in.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/xattr.h>
+#include <arpa/inet.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "brick/client.h"
+#include "changelog/journal.h"
+#include "common/gfid.h"
+#include "common/log.h"
+#include "common/thread_pool.h"
+#include "common/time.h"
+#include "mgmt/config.h"
+#include "mgmt/options.h"
+#include "mgmt/protocol.h"
+#include "mgmt/store.h"
+
+namespace drfs::mgmt {
+namespace {
+
+constexpr char kVolumeIdXattr[] = "trusted.drfs.volume-id";
+constexpr auto kLockLease = std::chrono::seconds(120);
+
+std::string ErrnoText(int e) { return std::strerror(e); }
+
+std::string BrickKey(const std::string& volume, size_t idx) {
+  return volume + ":" + std::to_string(idx);
+}
+
+bool SplitBrickKey(const std::string& key, std::string* volume, size_t* idx) {
+  auto colon = key.rfind(':');
+  if (colon == std::string::npos) return false;
+  *volume = key.substr(0, colon);
+  *idx = std::strtoul(key.c_str() + colon + 1, nullptr, 10);
+  return true;
+}
+
+// "/srv/bricks/b1" -> "srv-bricks-b1", as gluster names brick logs.
+std::string MangledPath(const std::string& path) {
+  std::string s = path.substr(path.find_first_not_of('/') == std::string::npos ? path.size() : path.find_first_not_of('/'));
+  std::replace(s.begin(), s.end(), '/', '-');
+  return s.empty() ? "root" : s;
+}
+
+// Absolute, no "." or ".." components, no trailing or doubled slashes.
+Result<std::string> NormalizeBrickPath(const std::string& p) {
+  if (p.empty() || p[0] != '/') return InvalidArgument("brick directory '" + p + "' is not an absolute path");
+  std::string out;
+  size_t i = 0;
+  while (i < p.size()) {
+    while (i < p.size() && p[i] == '/') ++i;
+    size_t j = p.find('/', i);
+    if (j == std::string::npos) j = p.size();
+    std::string comp = p.substr(i, j - i);
+    if (comp == "." || comp == "..") {
+      return InvalidArgument("brick directory '" + p + "' has a '" + comp + "' component; give a plain absolute path");
+    }
+    if (!comp.empty()) out += "/" + comp;
+    i = j;
+  }
+  if (out.empty()) return InvalidArgument("the root directory cannot be a brick");
+  return out;
+}
+
+bool PathOverlaps(const std::string& a, const std::string& b) {
+  if (a == b) return true;
+  auto inside = [](const std::string& x, const std::string& y) {
+    return x.size() > y.size() && x.compare(0, y.size(), y) == 0 && x[y.size()] == '/';
+  };
+  return inside(a, b) || inside(b, a);
+}
+
+bool PortFree(const std::string& host, uint16_t port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  if (::inet_pton(AF_INET, host.c_str(), &a.sin_addr) != 1) a.sin_addr.s_addr = htonl(INADDR_ANY);
+  bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  ::close(fd);
+  return ok;
+}
+
+Status MkdirP(const std::string& path) {
+  std::string cur;
+  size_t i = 1;
+  while (i <= path.size()) {
+    size_t j = path.find('/', i);
+    if (j == std::string::npos) j = path.size();
+    cur = path.substr(0, j);
+    if (::mkdir(cur.c_str(), 0755) != 0 && errno != EEXIST) {
+      return FailedPrecondition("cannot create brick directory " + path + ": mkdir " + cur + ": " +
+                                ErrnoText(errno));
+    }
+    i = j + 1;
+  }
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return FailedPrecondition("brick directory " + path + " exists but is not a directory");
+  }
+  return Status::Ok();
+}
+
+std::string ReadMarker(const std::string& path) {
+  char buf[128];
+  ssize_t n = ::getxattr(path.c_str(), kVolumeIdXattr, buf, sizeof buf);
+  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
+}
+
+}  // namespace
+
+class Daemon::Impl {
+ public:
+  explicit Impl(const DaemonOptions& o) : opt_(o) {}
+
+  Status Init();
+  void Stop();
+  uint16_t port() const { return server_.port(); }
+  const std::string& uuid() const { return store_->node_uuid(); }
+
+ private:
+  struct Txn {
+    std::string owner;
+    std::string id;
+  };
+  struct PeerTarget {
+    PeerConf peer;
+    std::unique_ptr<MgmtClient> client;
+  };
+
+  // --- request handling
+  void OnRequest(std::shared_ptr<const PeerInfo> peer, Frame req, Responder reply);
+  Result<Value> Dispatch(MgmtOp op, const Value& args);
+
+  // --- daemon to daemon
+  Result<Value> Hello();
+  Result<Value> LockOp(const Value& args, bool lock);
+  Result<Value> StageOp(const Value& args);
+  Result<Value> CommitOp(const Value& args);
+  Result<Value> LocalStatus(const Value& args);
+  Result<Value> LocalRestart(const Value& args);
+
+  // --- CLI
+  Result<Value> PeerProbe(const Value& args);
+  Result<Value> PeerDetach(const Value& args);
+  Result<Value> PeerStatus();
+  Result<Value> VolumeCreate(const Value& args);
+  Result<Value> VolumeStart(const Value& args);
+  Result<Value> VolumeStop(const Value& args);
+  Result<Value> VolumeDelete(const Value& args);
+  Result<Value> VolumeInfo(const Value& args);
+  Result<Value> VolumeStatus(const Value& args);
+  Result<Value> VolumeSet(const Value& args);
+  Result<Value> VolumeGet(const Value& args);
+  Result<Value> VolumeReset(const Value& args);
+  Result<Value> VolumeList();
+  Result<Value> OptionHelp();
+
+  // --- transactions
+  // Runs a pool-wide change: `mutate` edits a copy of the config; then lock, stage and commit
+  // on every node. `joining` is a node being probed in; `may_skip` a node that may be left
+  // out when unreachable (peer detach force). Returns the warnings the nodes reported.
+  Result<std::vector<std::string>> RunTxn(const std::function<Status(ClusterConfig*)>& mutate,
+                                          const std::string& joining = "",
+                                          const std::string& may_skip = "");
+  Result<std::unique_ptr<MgmtClient>> ConnectPeer(const PeerConf& p, std::chrono::milliseconds timeout);
+  Result<Value> CallPeer(const PeerConf& p, MgmtOp op, const Value& args);
+  Status CheckLock(const Value& args);
+  Status StageLocal(const ClusterConfig& next, const std::string& joining);
+  Status ApplyConfig(const ClusterConfig& next, std::vector<std::string>* warnings);
+
+  // --- bricks
+  ClusterConfig Config() {
+    std::lock_guard<std::mutex> l(mu_);
+    return config_;
+  }
+  bool IsLocal(const BrickConf& b) const { return b.node_uuid == uuid(); }
+  std::set<std::string> DesiredBricks(const ClusterConfig& c) const;
+  void Reconcile(const ClusterConfig& c, std::set<std::string>* started);
+  Result<ProcessSpec> MakeSpec(const std::string& key);
+  std::string BrickLog(const BrickConf& b) const;
+  void OnProcessStatus(const std::string& key, const ProcStatus& s);
+  // Whether the brick answers on its port; *why when it does not.
+  bool BrickOnline(const BrickConf& b, int port, std::string* why);
+  Value LocalBrickStatus(const VolumeConf& v, size_t idx);
+  Value VolumeInfoValue(const VolumeConf& v) const;
+  Result<const VolumeConf*> FindVolume(const ClusterConfig& c, const std::string& name) const;
+  std::string SelfName() const { return opt_.hostname + ":" + std::to_string(port()); }
+
+  // --- heartbeat
+  void HeartbeatLoop();
+
+  DaemonOptions opt_;
+  int lock_fd_ = -1;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<Supervisor> supervisor_;
+  std::unique_ptr<ThreadPool> pool_;
+  RpcServer server_;
+
+  std::mutex mu_;  // config_, ports_, records_, lock_*, peer_state_
+  ClusterConfig config_;
+  std::map<std::string, int> ports_;
+  std::map<std::string, BrickProcessRecord> records_;
+  Txn lock_;
+  std::chrono::steady_clock::time_point lock_expiry_;
+  std::map<std::string, std::string> peer_state_;  // uuid -> "" (connected) or the error
+
+  std::mutex op_mu_;     // one transaction at a time from this node
+  std::mutex apply_mu_;  // one ApplyConfig at a time
+
+  std::mutex hb_mu_;
+  std::condition_variable hb_cv_;
+  bool stopping_ = false;
+  std::thread heartbeat_;
+  std::atomic<bool> stopped_{false};
+  bool serving_ = false;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Startup and shutdown
+
+Status Daemon::Impl::Init() {
+  if (opt_.hostname.empty()) opt_.hostname = opt_.listen_host;
+  if (opt_.hostname == "0.0.0.0" || opt_.hostname == "::") {
+    return InvalidArgument("listening on a wildcard address needs --hostname: the address peers and clients reach this node at");
+  }
+  if (opt_.drfs_binary.empty()) {
+    char buf[4096];
+    ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+    if (n <= 0) return Status(Code::kInternal, "cannot find the drfs binary (/proc/self/exe)");
+    opt_.drfs_binary.assign(buf, static_cast<size_t>(n));
+  }
+  DRFS_RETURN_IF_ERROR(MkdirP(opt_.state_dir).WithContext("state directory"));
+  DRFS_RETURN_IF_ERROR(MkdirP(opt_.state_dir + "/logs/bricks").WithContext("state directory"));
+  const std::string lock_path = opt_.state_dir + "/drfsd.lock";
+  lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock_fd_ < 0) return FailedPrecondition("cannot open " + lock_path + ": " + ErrnoText(errno));
+  if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    char buf[32] = {};
+    ssize_t n = ::pread(lock_fd_, buf, sizeof buf - 1, 0);
+    std::string pid = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "?";
+    while (!pid.empty() && (pid.back() == '\n')) pid.pop_back();
+    return FailedPrecondition("another drfsd (pid " + pid + ") is using state directory " +
+                              opt_.state_dir + "; stop it first, or give this one its own --state-dir");
+  }
+  std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(lock_fd_, 0) != 0 || ::pwrite(lock_fd_, pid.data(), pid.size(), 0) < 0) {
+    DRFS_LOG(Warn) << "cannot write pid to " << lock_path << ": " << ErrnoText(errno);
+  }
+
+  DRFS_ASSIGN_OR_RETURN(store_, Store::Open(opt_.state_dir));
+  DRFS_ASSIGN_OR_RETURN(config_, store_->LoadConfig());
+  DRFS_ASSIGN_OR_RETURN(records_, store_->LoadProcesses());
+  for (const auto& [key, r] : records_) ports_[key] = r.port;
+
+  supervisor_ = std::make_unique<Supervisor>(
+      opt_.supervisor, [this](const std::string& key, const ProcStatus& s) { OnProcessStatus(key, s); });
+  pool_ = std::make_unique<ThreadPool>(opt_.request_threads, "drfsd-req");
+
+  // Bricks first (adopting the ones a previous run left), so `volume status` right after start
+  // sees them.
+  Reconcile(config_, nullptr);
+
+  ServerOptions so;
+  so.io_threads = 2;
+  DRFS_RETURN_IF_ERROR(server_.Start(
+      opt_.listen_host, opt_.port, opt_.tls,
+      [this](std::shared_ptr<const PeerInfo> peer, Frame req, Responder reply) {
+        OnRequest(std::move(peer), std::move(req), std::move(reply));
+      },
+      so));
+  DRFS_LOG(Info) << "drfsd " << uuid() << " serving on " << opt_.listen_host << ":" << port()
+                 << " as " << opt_.hostname << ", state in " << opt_.state_dir << " (generation "
+                 << config_.generation << ", " << config_.peers.size() << " peers, "
+                 << config_.volumes.size() << " volumes)";
+  heartbeat_ = std::thread([this] { HeartbeatLoop(); });
+  serving_ = true;
+  return Status::Ok();
+}
+
+void Daemon::Impl::Stop() {
+  if (stopped_.exchange(true)) return;
+  {
+    std::lock_guard<std::mutex> l(hb_mu_);
+    stopping_ = true;
+  }
+  hb_cv_.notify_all();
+  if (heartbeat_.joinable()) heartbeat_.join();
+  server_.Stop();
+  if (pool_) pool_->Shutdown();
+  supervisor_.reset();  // stops watching; the bricks keep running
+  if (lock_fd_ >= 0) ::close(lock_fd_);
+  lock_fd_ = -1;
+  if (serving_) DRFS_LOG(Info) << "drfsd stopped; brick processes keep running and are adopted at next start";
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests
+
+void Daemon::Impl::OnRequest(std::shared_ptr<const PeerInfo> peer, Frame req, Responder reply) {
+  if (opt_.tls.enabled() && peer->role != "daemon") {
+    reply.Send(0, EncodeReply(Status(Code::kPermissionDenied,
+                                     "drfsd at " + SelfName() + " takes management requests only "
+                                     "from certificates with role 'daemon' (this one has '" +
+                                         peer->role + "'); use the node's daemon certificate")));
+    return;
+  }
+  auto task = [this, req = std::move(req), reply]() {
+    Result<Value> r = [&]() -> Result<Value> {
+      DRFS_ASSIGN_OR_RETURN(Value args, DecodeValue(req.payload));
+      return Dispatch(static_cast<MgmtOp>(req.op), args);
+    }();
+    reply.Send(0, EncodeReply(r));
+  };
+  if (!pool_->Submit(std::move(task))) {
+    reply.Send(0, EncodeReply(Unavailable("drfsd at " + SelfName() + " is shutting down; retry")));
+  }
+}
+
+Result<Value> Daemon::Impl::Dispatch(MgmtOp op, const Value& args) {
+  switch (op) {
+    case MgmtOp::kHello: return Hello();
+    case MgmtOp::kGetConfig: return Config().ToValue();
+    case MgmtOp::kLock: return LockOp(args, true);
+    case MgmtOp::kUnlock: return LockOp(args, false);
+    case MgmtOp::kStage: return StageOp(args);
+    case MgmtOp::kCommit: return CommitOp(args);
+    case MgmtOp::kLocalStatus: return LocalStatus(args);
+    case MgmtOp::kLocalRestart: return LocalRestart(args);
+    case MgmtOp::kPeerProbe: return PeerProbe(args);
+    case MgmtOp::kPeerDetach: return PeerDetach(args);
+    case MgmtOp::kPeerStatus: return PeerStatus();
+    case MgmtOp::kVolumeCreate: return VolumeCreate(args);
+    case MgmtOp::kVolumeStart: return VolumeStart(args);
+    case MgmtOp::kVolumeStop: return VolumeStop(args);
+    case MgmtOp::kVolumeDelete: return VolumeDelete(args);
+    case MgmtOp::kVolumeInfo: return VolumeInfo(args);
+    case MgmtOp::kVolumeStatus: return VolumeStatus(args);
+    case MgmtOp::kVolumeSet: return VolumeSet(args);
+    case MgmtOp::kVolumeGet: return VolumeGet(args);
+    case MgmtOp::kVolumeReset: return VolumeReset(args);
+    case MgmtOp::kVolumeList: return VolumeList();
+    case MgmtOp::kOptionHelp: return OptionHelp();
+  }
+  return InvalidArgument("unknown management op " + std::to_string(static_cast<int>(op)) +
+                         "; is the drfs CLI newer than this drfsd?");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Daemon to daemon
+
+Result<Value> Daemon::Impl::Hello() {
+  ClusterConfig c = Config();
+  Value v;
+  v["uuid"] = uuid();
+  v["host"] = opt_.hostname;
+  v["port"] = static_cast<int64_t>(port());
+  v["generation"] = c.generation;
+  v["peers"] = static_cast<int64_t>(c.peers.size());
+  v["volumes"] = static_cast<int64_t>(c.volumes.size());
+  return v;
+}
+
+Status Daemon::Impl::CheckLock(const Value& args) {
+  std::lock_guard<std::mutex> l(mu_);
+  if (lock_.owner != args.GetString("owner") || lock_.id != args.GetString("txn")) {
+    return Aborted("node " + SelfName() + " is not locked by this transaction (its lock expired or was taken); retry the command");
+  }
+  return Status::Ok();
+}
+
+Result<Value> Daemon::Impl::LockOp(const Value& args, bool lock) {
+  const std::string owner = args.GetString("owner");
+  const std::string id = args.GetString("txn");
+  std::lock_guard<std::mutex> l(mu_);
+  const auto now = std::chrono::steady_clock::now();
+  if (!lock) {
+    if (lock_.owner == owner && lock_.id == id) lock_ = Txn{};
+    return Value();
+  }
+  if (!lock_.owner.empty() && now < lock_expiry_ && !(lock_.owner == owner && lock_.id == id)) {
+    const PeerConf* p = config_.FindPeer(lock_.owner);
+    return Unavailable("another configuration change (from " +
+                       (p ? p->host + ":" + std::to_string(p->port) : lock_.owner) +
+                       ") is in progress on " + SelfName() + "; retry in a moment");
+  }
+  lock_ = Txn{owner, id};
+  lock_expiry_ = now + kLockLease;
+  return Value();
+}
+
+Result<Value> Daemon::Impl::StageOp(const Value& args) {
+  DRFS_RETURN_IF_ERROR(CheckLock(args));
+  const Value* cv = args.Find("config");
+  if (!cv) return InvalidArgument("stage request without a config");
+  DRFS_ASSIGN_OR_RETURN(ClusterConfig next, ClusterConfig::FromValue(*cv));
+  DRFS_RETURN_IF_ERROR(StageLocal(next, args.GetString("joining")));
+  return Value();
+}
+
+Status Daemon::Impl::StageLocal(const ClusterConfig& next, const std::string& joining) {
+  ClusterConfig cur = Config();
+  if (joining == uuid()) {
+    if (!cur.peers.empty() || !cur.volumes.empty()) {
+      return FailedPrecondition("node " + SelfName() + " is already part of a pool (" +
+                                std::to_string(cur.peers.size()) + " peers, " +
+                                std::to_string(cur.volumes.size()) +
+                                " volumes); run 'drfs peer detach' there first");
+    }
+  } else if (cur.generation != next.generation - 1) {
+    return Aborted("node " + SelfName() + " has configuration generation " +
+                   std::to_string(cur.generation) + ", but the change was made against " +
+                   std::to_string(next.generation - 1) + "; the pool is syncing, retry in a few seconds");
+  }
+  // Prepare the directories of bricks this node gains.
+  for (const auto& [name, v] : next.volumes) {
+    auto old = cur.volumes.find(name);
+    for (const auto& b : v.bricks) {
+      if (!IsLocal(b)) continue;
+      if (old != cur.volumes.end() &&
+          std::find(old->second.bricks.begin(), old->second.bricks.end(), b) != old->second.bricks.end()) {
+        continue;
+      }
+      if (PathOverlaps(b.path, opt_.state_dir)) {
+        return FailedPrecondition("brick " + b.Name() + " overlaps drfsd's state directory " + opt_.state_dir + "; choose another directory");
+      }
+      DRFS_RETURN_IF_ERROR(MkdirP(b.path));
+      std::string marker = ReadMarker(b.path);
+      if (!marker.empty() && marker != v.uuid) {
+        return FailedPrecondition("brick " + b.Name() + " is already part of volume " + marker +
+                                  " (its " + kVolumeIdXattr + " says so); use another directory, "
+                                  "or if that volume is gone run 'setfattr -x " + kVolumeIdXattr + " " + b.path + "'");
+      }
+      if (::access(b.path.c_str(), W_OK) != 0) {
+        return FailedPrecondition("brick directory " + b.Name() + " is not writable: " + ErrnoText(errno));
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+Result<Value> Daemon::Impl::CommitOp(const Value& args) {
+  DRFS_RETURN_IF_ERROR(CheckLock(args));
+  const Value* cv = args.Find("config");
+  if (!cv) return InvalidArgument("commit request without a config");
+  DRFS_ASSIGN_OR_RETURN(ClusterConfig next, ClusterConfig::FromValue(*cv));
+  std::vector<std::string> warnings;
+  DRFS_RETURN_IF_ERROR(ApplyConfig(next, &warnings));
+  Value r;
+  r["warnings"] = Value::EmptyList();
+  for (auto& w : warnings) r["warnings"].Push(w);
+  return r;
+}
+
+Status Daemon::Impl::ApplyConfig(const ClusterConfig& in, std::vector<std::string>* warnings) {
+  std::lock_guard<std::mutex> apply(apply_mu_);
+  ClusterConfig next = in;
+  if (!next.peers.empty() && !next.FindPeer(uuid())) {
+    DRFS_LOG(Info) << "this node was detached from its pool; it is on its own now";
+    next = ClusterConfig{};
+  }
+  ClusterConfig old = Config();
+  DRFS_RETURN_IF_ERROR(store_->SaveConfig(next));
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    config_ = next;
+  }
+  // Volume-id markers: gained bricks get one, lost bricks lose theirs.
+  auto local_bricks = [this](const ClusterConfig& c) {
+    std::map<std::string, std::string> m;  // path -> volume uuid
+    for (const auto& [n, v] : c.volumes) {
+      for (const auto& b : v.bricks) {
+        if (IsLocal(b)) m[b.path] = v.uuid;
+      }
+    }
+    return m;
+  };
+  auto before = local_bricks(old);
+  auto after = local_bricks(next);
+  std::set<std::string> started;
+  Reconcile(next, &started);  // stops bricks of deleted volumes before their markers go
+  for (const auto& [path, vid] : before) {
+    if (after.count(path) == 0 && ReadMarker(path) == vid) ::removexattr(path.c_str(), kVolumeIdXattr);
+  }
+  for (const auto& [path, vid] : after) {
+    if (ReadMarker(path) != vid &&
+        ::setxattr(path.c_str(), kVolumeIdXattr, vid.data(), vid.size(), 0) != 0) {
+      if (warnings) warnings->push_back("cannot mark brick " + opt_.hostname + ":" + path + " with its volume id: " + ErrnoText(errno));
+    }
+  }
+  if (warnings == nullptr || started.empty()) return Status::Ok();
+  // Wait for the bricks this commit started to answer, so `volume start` reports the truth.
+  const auto deadline = std::chrono::steady_clock::now() + opt_.brick_start_wait;
+  for (const auto& key : started) {
+    std::string vol;
+    size_t idx;
+    if (!SplitBrickKey(key, &vol, &idx)) continue;
+    const BrickConf& b = next.volumes.at(vol).bricks.at(idx);
+    std::string why;
+    for (;;) {
+      auto st = supervisor_->Get(key);
+      int p;
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        p = ports_.count(key) ? ports_[key] : 0;
+      }
+      if (st && st->state == ProcState::kFailed) {
+        why = st->failure_reason;
+        break;
+      }
+      if (p != 0 && BrickOnline(b, p, &why)) {
+        why.clear();
+        break;
+      }
+      if (std::chrono::steady_clock::now() > deadline) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    if (!why.empty()) {
+      warnings->push_back("brick " + b.Name() + " is not online: " + why + " (log: " + BrickLog(b) + ")");
+    }
+  }
+  return Status::Ok();
+}
+
+Result<Value> Daemon::Impl::LocalStatus(const Value& args) {
+  ClusterConfig c = Config();
+  DRFS_ASSIGN_OR_RETURN(const VolumeConf* v, FindVolume(c, args.GetString("volume")));
+  Value r;
+  r["bricks"] = Value::EmptyList();
+  for (size_t i = 0; i < v->bricks.size(); ++i) {
+    if (IsLocal(v->bricks[i])) r["bricks"].Push(LocalBrickStatus(*v, i));
+  }
+  return r;
+}
+
+Result<Value> Daemon::Impl::LocalRestart(const Value& args) {
+  ClusterConfig c = Config();
+  DRFS_ASSIGN_OR_RETURN(const VolumeConf* v, FindVolume(c, args.GetString("volume")));
+  Value r;
+  r["restarted"] = Value::EmptyList();
+  for (size_t i = 0; i < v->bricks.size(); ++i) {
+    if (!IsLocal(v->bricks[i])) continue;
+    const std::string key = BrickKey(v->name, i);
+    auto st = supervisor_->Get(key);
+    if (st && st->state == ProcState::kFailed) {
+      DRFS_RETURN_IF_ERROR(supervisor_->Restart(key));
+      r["restarted"].Push(v->bricks[i].Name());
+    }
+  }
+  return r;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Transactions
+
+Result<std::unique_ptr<MgmtClient>> Daemon::Impl::ConnectPeer(const PeerConf& p,
+                                                              std::chrono::milliseconds timeout) {
+  return MgmtClient::Connect(p.host, p.port, opt_.tls, timeout);
+}
+
+Result<Value> Daemon::Impl::CallPeer(const PeerConf& p, MgmtOp op, const Value& args) {
+  DRFS_ASSIGN_OR_RETURN(auto c, ConnectPeer(p, opt_.peer_timeout));
+  return c->Call(op, args);
+}
+
+Result<std::vector<std::string>> Daemon::Impl::RunTxn(
+    const std::function<Status(ClusterConfig*)>& mutate, const std::string& joining,
+    const std::string& may_skip) {
+  std::lock_guard<std::mutex> op(op_mu_);
+  const ClusterConfig old = Config();
+  ClusterConfig next = old;
+  DRFS_RETURN_IF_ERROR(mutate(&next));
+  next.generation = old.generation + 1;
+
+  // Every other node of the pool, before and after the change.
+  std::vector<PeerConf> nodes;
+  for (const std::vector<PeerConf>* list : std::vector<const std::vector<PeerConf>*>{&old.peers, &next.peers}) {
+    for (const auto& p : *list) {
+      if (p.uuid == uuid()) continue;
+      if (std::none_of(nodes.begin(), nodes.end(), [&](const PeerConf& q) { return q.uuid == p.uuid; })) {
+        nodes.push_back(p);
+      }
+    }
+  }
+  Value lock_args;
+  lock_args["owner"] = uuid();
+  lock_args["txn"] = Gfid::Random().ToString();
+
+  std::vector<PeerTarget> targets;
+  auto unlock_all = [&] {
+    for (auto& t : targets) {
+      auto r = t.client->Call(MgmtOp::kUnlock, lock_args);
+      if (!r.ok()) DRFS_LOG(Warn) << "unlock of " << t.client->target() << ": " << r.status().ToString();
+    }
+    (void)LockOp(lock_args, false);
+  };
+  DRFS_RETURN_IF_ERROR(LockOp(lock_args, true).status());
+  for (const auto& p : nodes) {
+    auto c = ConnectPeer(p, opt_.peer_timeout);
+    Result<Value> locked = c.ok() ? (*c)->Call(MgmtOp::kLock, lock_args) : Result<Value>(c.status());
+    if (!locked.ok()) {
+      if (p.uuid == may_skip && locked.status().code() == Code::kUnavailable) {
+        DRFS_LOG(Warn) << "peer " << p.host << " is unreachable; detaching it anyway (force)";
+        continue;
+      }
+      unlock_all();
+      if (!c.ok()) {
+        return Unavailable("peer " + p.host + ":" + std::to_string(p.port) + " is unreachable (" +
+                           c.status().message() + "); configuration changes need every peer of the "
+                           "pool. Start drfsd there, or remove it with 'drfs peer detach " + p.host + " force'");
+      }
+      return Status(locked.status().code(), locked.status().message());
+    }
+    targets.push_back({p, std::move(*c)});
+  }
+
+  Value txn_args = lock_args;
+  txn_args["config"] = next.ToValue();
+  txn_args["joining"] = joining;
+  // Stage everywhere: any node may refuse, and nothing has changed yet.
+  for (auto& t : targets) {
+    auto r = t.client->Call(MgmtOp::kStage, txn_args);
+    if (!r.ok()) {
+      unlock_all();
+      return Status(r.status().code(), "peer " + t.peer.host + " refused the change: " + r.status().message());
+    }
+  }
+  if (Status s = StageLocal(next, joining); !s.ok()) {
+    unlock_all();
+    return s;
+  }
+  // Commit everywhere, this node last. A node that fails here catches up from a peer at its
+  // next heartbeat (it sees the newer generation).
+  std::vector<std::string> warnings;
+  for (auto& t : targets) {
+    auto r = t.client->Call(MgmtOp::kCommit, txn_args);
+    if (!r.ok()) {
+      warnings.push_back("peer " + t.peer.host + " did not confirm the commit (" + r.status().message() +
+                         "); it will pull the new configuration when it is reachable");
+      continue;
+    }
+    if (const Value* ws = r->Find("warnings")) {
+      for (const auto& w : ws->AsList()) warnings.push_back(w.AsString());
+    }
+  }
+  Status s = ApplyConfig(next, &warnings);
+  unlock_all();
+  if (!s.ok()) return s;
+  return warnings;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Peers
+
+Result<Value> Daemon::Impl::PeerProbe(const Value& args) {
+  PeerConf target;
+  target.host = args.GetString("host");
+  target.port = static_cast<uint16_t>(args.GetInt("port", kDefaultDaemonPort));
+  if (target.host.empty()) return InvalidArgument("peer probe needs a host");
+  DRFS_ASSIGN_OR_RETURN(auto client, ConnectPeer(target, opt_.peer_timeout));
+  DRFS_ASSIGN_OR_RETURN(Value hello, client->Call(MgmtOp::kHello, Value::EmptyMap()));
+  target.uuid = hello.GetString("uuid");
+  const std::string name = target.host + ":" + std::to_string(target.port);
+  if (target.uuid == uuid()) {
+    return InvalidArgument(name + " is this node; probe another node");
+  }
+  ClusterConfig c = Config();
+  Value r;
+  r["peer"]["uuid"] = target.uuid;
+  r["peer"]["host"] = target.host;
+  r["peer"]["port"] = static_cast<int64_t>(target.port);
+  if (c.FindPeer(target.uuid)) {
+    r["message"] = "peer probe: " + name + " is already in the pool";
+    return r;
+  }
+  if (c.FindPeerByHost(target.host)) {
+    return AlreadyExists("another node of the pool is already known as " + target.host +
+                         "; each node needs its own address");
+  }
+  if (hello.GetInt("peers") > 0 || hello.GetInt("volumes") > 0) {
+    return FailedPrecondition(name + " is already part of another pool (" +
+                              std::to_string(hello.GetInt("peers")) + " peers, " +
+                              std::to_string(hello.GetInt("volumes")) +
+                              " volumes); run 'drfs peer detach' on that pool first");
+  }
+  client.reset();
+  DRFS_ASSIGN_OR_RETURN(auto warnings, RunTxn([&](ClusterConfig* n) {
+    if (n->peers.empty()) n->peers.push_back({uuid(), opt_.hostname, port()});
+    n->peers.push_back(target);
+    return Status::Ok();
+  }, target.uuid));
+  r["message"] = "peer probe: success";
+  r["warnings"] = Value::EmptyList();
+  for (auto& w : warnings) r["warnings"].Push(w);
+  return r;
+}
+
+Result<Value> Daemon::Impl::PeerDetach(const Value& args) {
+  const std::string host = args.GetString("host");
+  const bool force = args.GetBool("force");
+  ClusterConfig c = Config();
+  const PeerConf* p = c.FindPeerByHost(host);
+  if (!p) return NotFound("peer " + host + " is not in the pool; 'drfs peer status' lists it");
+  if (p->uuid == uuid()) {
+    return FailedPrecondition(host + " is this node; run the detach from another node of the pool");
+  }
+  std::set<std::string> vols;
+  for (const auto& [n, v] : c.volumes) {
+    for (const auto& b : v.bricks) {
+      if (b.node_uuid == p->uuid) vols.insert(n);
+    }
+  }
+  if (!vols.empty()) {
+    std::string list;
+    for (const auto& n : vols) list += (list.empty() ? "" : ", ") + n;
+    return FailedPrecondition("peer " + host + " has bricks in volume(s) " + list +
+                              "; delete those volumes first");
+  }
+  const std::string gone = p->uuid;
+  DRFS_ASSIGN_OR_RETURN(auto warnings, RunTxn([&](ClusterConfig* n) {
+    std::erase_if(n->peers, [&](const PeerConf& q) { return q.uuid == gone; });
+    if (n->peers.size() == 1) n->peers.clear();  // alone again
+    return Status::Ok();
+  }, "", force ? gone : ""));
+  Value r;
+  r["message"] = "peer detach: success";
+  r["warnings"] = Value::EmptyList();
+  for (auto& w : warnings) r["warnings"].Push(w);
+  return r;
+}
+
+Result<Value> Daemon::Impl::PeerStatus() {
+  ClusterConfig c = Config();
+  Value r;
+  r["self"]["uuid"] = uuid();
+  r["self"]["host"] = opt_.hostname;
+  r["self"]["port"] = static_cast<int64_t>(port());
+  r["generation"] = c.generation;
+  r["peers"] = Value::EmptyList();
+  for (const auto& p : c.peers) {
+    if (p.uuid == uuid()) continue;
+    Value e;
+    e["uuid"] = p.uuid;
+    e["host"] = p.host;
+    e["port"] = static_cast<int64_t>(p.port);
+    auto hello = CallPeer(p, MgmtOp::kHello, Value::EmptyMap());
+    e["connected"] = hello.ok();
+    e["state"] = hello.ok() ? "Connected" : "Disconnected";
+    e["error"] = hello.ok() ? "" : hello.status().message();
+    e["generation"] = hello.ok() ? hello->GetInt("generation") : -1;
+    r["peers"].Push(std::move(e));
+  }
+  return r;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Volumes
+
+Result<const VolumeConf*> Daemon::Impl::FindVolume(const ClusterConfig& c, const std::string& name) const {
+  auto it = c.volumes.find(name);
+  if (it == c.volumes.end()) {
+    return NotFound("volume " + name + " does not exist; 'drfs volume list' shows the volumes");
+  }
+  return &it->second;
+}
+
+Result<Value> Daemon::Impl::VolumeCreate(const Value& args) {
+  const std::string name = args.GetString("name");
+  const int replica = static_cast<int>(args.GetInt("replica", 1));
+  const bool arbiter = args.GetBool("arbiter");
+  const bool force = args.GetBool("force");
+  if (!IsValidVolumeName(name)) {
+    return InvalidArgument("'" + name + "' is not a valid volume name: use 1-64 letters, digits, '_' or '-', not starting with '-'");
+  }
+  const Value* list = args.Find("bricks");
+  if (!list || list->AsList().empty()) return InvalidArgument("volume create needs at least one brick (HOST:/DIR)");
+  if (replica < 1 || replica > 16) return InvalidArgument("replica count " + std::to_string(replica) + " is out of range (2-16)");
+  if (arbiter && replica != 3) return InvalidArgument("an arbiter needs 'replica 3 arbiter 1'");
+  const size_t n = list->AsList().size();
+  if (n % static_cast<size_t>(replica) != 0) {
+    return InvalidArgument("brick count " + std::to_string(n) + " is not a multiple of the replica count " +
+                           std::to_string(replica));
+  }
+  ClusterConfig c = Config();
+  if (c.volumes.count(name)) return AlreadyExists("volume " + name + " already exists");
+  VolumeConf v;
+  v.name = name;
+  v.uuid = Gfid::Random().ToString();
+  v.replica = replica;
+  v.arbiter = arbiter;
+  v.state = kVolumeCreated;
+  v.created_ns = static_cast<int64_t>(NowNs());
+  for (const auto& item : list->AsList()) {
+    const std::string spec = item.AsString();
+    auto sep = spec.find(":/");
+    if (sep == std::string::npos || sep == 0) {
+      return InvalidArgument("brick '" + spec + "' is not HOST:/ABSOLUTE/DIR");
+    }
+    BrickConf b;
+    b.host = spec.substr(0, sep);
+    DRFS_ASSIGN_OR_RETURN(b.path, NormalizeBrickPath(spec.substr(sep + 1)));
+    if (c.peers.empty()) {
+      if (b.host != opt_.hostname) {
+        return FailedPrecondition("host " + b.host + " of brick " + spec + " is not in the pool (this node is " +
+                                  opt_.hostname + "); add it with 'drfs peer probe " + b.host + "'");
+      }
+      b.node_uuid = uuid();
+    } else {
+      const PeerConf* p = c.FindPeerByHost(b.host);
+      if (!p) {
+        return FailedPrecondition("host " + b.host + " of brick " + spec +
+                                  " is not in the pool; add it with 'drfs peer probe " + b.host + "'");
+      }
+      b.node_uuid = p->uuid;
+    }
+    b.brick_id = Gfid::Random().ToString();
+    for (const auto& o : v.bricks) {
+      if (o.node_uuid != b.node_uuid) continue;
+      if (o.path == b.path) return InvalidArgument("brick " + b.Name() + " is listed twice");
+      if (PathOverlaps(o.path, b.path)) {
+        return InvalidArgument("bricks " + o.Name() + " and " + b.Name() + " are nested; bricks must not contain each other");
+      }
+    }
+    for (const auto& [vn, ov] : c.volumes) {
+      for (const auto& o : ov.bricks) {
+        if (o.node_uuid == b.node_uuid && PathOverlaps(o.path, b.path)) {
+          return FailedPrecondition("brick " + b.Name() + (o.path == b.path ? " is already used by" : " overlaps brick " + o.Name() + " of") +
+                                    " volume " + vn + "; choose another directory");
+        }
+      }
+    }
+    v.bricks.push_back(std::move(b));
+  }
+  if (replica > 1 && !force) {
+    for (size_t s = 0; s < v.bricks.size(); s += replica) {
+      std::set<std::string> nodes;
+      for (int k = 0; k < replica; ++k) {
+        if (!nodes.insert(v.bricks[s + k].node_uuid).second) {
+          return FailedPrecondition("replica set " + std::to_string(s / replica) + " has two bricks on host " +
+                                    v.bricks[s + k].host + "; losing that host would lose both copies. "
+                                    "Put each replica on its own host, or add 'force' to accept this");
+        }
+      }
+    }
+  }
+  DRFS_ASSIGN_OR_RETURN(auto warnings, RunTxn([&](ClusterConfig* next) {
+    if (next->volumes.count(name)) return AlreadyExists("volume " + name + " already exists");
+    next->volumes[name] = v;
+    return Status::Ok();
+  }));
+  Value r;
+  r["volume"] = VolumeInfoValue(v);
+  r["message"] = "volume create: " + name + ": success: please start the volume to access data";
+  r["warnings"] = Value::EmptyList();
+  for (auto& w : warnings) r["warnings"].Push(w);
+  return r;
+}
+
+Result<Value> Daemon::Impl::VolumeStart(const Value& args) {
+  const std::string name = args.GetString("name");
+  const bool force = args.GetBool("force");
+  ClusterConfig c = Config();
+  DRFS_ASSIGN_OR_RETURN(const VolumeConf* v, FindVolume(c, name));
+  Value r;
+  r["warnings"] = Value::EmptyList();
+  if (v->state == kVolumeStarted) {
+    if (!force) {
+      return FailedPrecondition("volume " + name + " is already started; 'drfs volume start " + name +
+                                " force' restarts bricks that failed");
+    }
+    std::set<std::string> nodes;
+    for (const auto& b : v->bricks) nodes.insert(b.node_uuid);
+    Value a;
+    a["volume"] = name;
+    for (const auto& node : nodes) {
+      Result<Value> res = node == uuid() ? LocalRestart(a) : [&]() -> Result<Value> {
+        const PeerConf* p = c.FindPeer(node);
+        if (!p) return NotFound("node " + node + " is not in the pool");
+        return CallPeer(*p, MgmtOp::kLocalRestart, a);
+      }();
+      if (!res.ok()) r["warnings"].Push(res.status().message());
+    }
+    r["message"] = "volume start: " + name + ": success";
+    return r;
+  }
+  DRFS_ASSIGN_OR_RETURN(auto warnings, RunTxn([&](ClusterConfig* next) -> Status {
+    DRFS_ASSIGN_OR_RETURN(const VolumeConf* cur, FindVolume(*next, name));
+    if (cur->state == kVolumeStarted) return FailedPrecondition("volume " + name + " is already started");
+    next->volumes[name].state = kVolumeStarted;
+    return Status::Ok();
+  }));
+  for (auto& w : warnings) r["warnings"].Push(w);
+  r["message"] = "volume start: " + name + ": success";
+  return r;
+}
+
+Result<Value> Daemon::Impl::VolumeStop(const Value& args) {
+  const std::string name = args.GetString("name");
+  DRFS_ASSIGN_OR_RETURN(auto warnings, RunTxn([&](ClusterConfig* next) -> Status {
+    DRFS_ASSIGN_OR_RETURN(const VolumeConf* cur, FindVolume(*next, name));
+    if (cur->state != kVolumeStarted) {
+      return FailedPrecondition("volume " + name + " is not started (it is " + cur->state + ")");
+    }
+    next->volumes[name].state = kVolumeStopped;
+    return Status::Ok();
+  }));
+  Value r;
+  r["message"] = "volume stop: " + name + ": success";
+  r["warnings"] = Value::EmptyList();
+  for (auto& w : warnings) r["warnings"].Push(w);
+  return r;
+}
+
+Result<Value> Daemon::Impl::VolumeDelete(const Value& args) {
+  const std::string name = args.GetString("name");
+  DRFS_ASSIGN_OR_RETURN(auto warnings, RunTxn([&](ClusterConfig* next) -> Status {
+    DRFS_ASSIGN_OR_RETURN(const VolumeConf* cur, FindVolume(*next, name));
+    if (cur->state == kVolumeStarted) {
+      return FailedPrecondition("volume " + name + " is started; stop it first with 'drfs volume stop " + name + "'");
+    }
+    next->volumes.erase(name);
+    return Status::Ok();
+  }));
+  Value r;
+  r["message"] = "volume delete: " + name + ": success (brick directories and their data are kept)";
+  r["warnings"] = Value::EmptyList();
+  for (auto& w : warnings) r["warnings"].Push(w);
+  return r;
+}
+
+Value Daemon::Impl::VolumeInfoValue(const VolumeConf& v) const {
+  Value e;
+  e["name"] = v.name;
+  e["uuid"] = v.uuid;
+  e["type"] = v.TypeName();
+  e["state"] = v.state;
+  e["replica"] = v.replica;
+  e["arbiter"] = v.arbiter;
+  e["brick_count"] = static_cast<int64_t>(v.bricks.size());
+  e["created_ns"] = v.created_ns;
+  e["bricks"] = Value::EmptyList();
+  for (size_t i = 0; i < v.bricks.size(); ++i) {
+    const auto& b = v.bricks[i];
+    Value be;
+    be["index"] = static_cast<int64_t>(i);
+    be["name"] = b.Name();
+    be["host"] = b.host;
+    be["path"] = b.path;
+    be["node_uuid"] = b.node_uuid;
+    be["brick_id"] = b.brick_id;
+    be["replica_set"] = static_cast<int64_t>(i / static_cast<size_t>(v.replica));
+    be["arbiter"] = v.arbiter && (i % static_cast<size_t>(v.replica)) == static_cast<size_t>(v.replica - 1);
+    e["bricks"].Push(std::move(be));
+  }
+  e["options"] = Value::EmptyMap();
+  for (const auto& [k, val] : v.options) e["options"][k] = val;
+  return e;
+}
+
+Result<Value> Daemon::Impl::VolumeInfo(const Value& args) {
+  ClusterConfig c = Config();
+  const std::string name = args.GetString("name");
+  Value r;
+  r["volumes"] = Value::EmptyList();
+  if (!name.empty()) {
+    DRFS_ASSIGN_OR_RETURN(const VolumeConf* v, FindVolume(c, name));
+    r["volumes"].Push(VolumeInfoValue(*v));
+    return r;
+  }
+  for (const auto& [n, v] : c.volumes) r["volumes"].Push(VolumeInfoValue(v));
+  return r;
+}
+
+Result<Value> Daemon::Impl::VolumeList() {
+  Value r;
+  r["volumes"] = Value::EmptyList();
+  for (const auto& [n, v] : Config().volumes) r["volumes"].Push(n);
+  return r;
+}
+
+bool Daemon::Impl::BrickOnline(const BrickConf& b, int port, std::string* why) {
+  ClientOptions o;
+  o.connect_timeout = std::chrono::milliseconds(1000);
+  o.request_timeout = std::chrono::milliseconds(2000);
+  auto c = brick::BrickClient::Connect(b.host, static_cast<uint16_t>(port), opt_.tls, o);
+  if (!c.ok()) {
+    *why = c.status().message();
+    return false;
+  }
+  if ((*c)->brick_id() != b.brick_id) {
+    *why = "port " + std::to_string(port) + " is served by another brick (" + (*c)->brick_id() + ")";
+    return false;
+  }
+  return true;
+}
+
+Value Daemon::Impl::LocalBrickStatus(const VolumeConf& v, size_t idx) {
+  const BrickConf& b = v.bricks[idx];
+  const std::string key = BrickKey(v.name, idx);
+  Value e;
+  e["index"] = static_cast<int64_t>(idx);
+  e["name"] = b.Name();
+  e["host"] = b.host;
+  e["path"] = b.path;
+  e["node_uuid"] = b.node_uuid;
+  e["node_reachable"] = true;
+  auto st = supervisor_->Get(key);
+  BrickProcessRecord rec;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (records_.count(key)) rec = records_[key];
+    if (ports_.count(key)) rec.port = ports_[key];
+  }
+  e["state"] = st ? ProcStateName(st->state) : "stopped";
+  e["pid"] = static_cast<int64_t>(st ? st->pid : 0);
+  e["restarts"] = static_cast<int64_t>(st ? st->restarts : rec.restarts);
+  e["failure_reason"] = st && !st->failure_reason.empty()
+                           ? st->failure_reason + "; fix the cause, then run 'drfs volume start " +
+                                 v.name + " force'"
+                           : "";
+  e["last_exit"] = st ? st->last_exit : rec.last_exit;
+  e["log"] = BrickLog(b);
+  std::string why;
+  const bool running = st && st->state == ProcState::kRunning && st->pid > 0;
+  const bool online = running && rec.port > 0 && BrickOnline(b, rec.port, &why);
+  e["port"] = static_cast<int64_t>(running ? rec.port : 0);
+  e["online"] = online;
+  e["offline_reason"] = online ? "" : (running ? why : (v.state == kVolumeStarted ? "not running" : "volume not started"));
+  struct statvfs sv;
+  Value disk, inodes;
+  if (::statvfs(b.path.c_str(), &sv) == 0) {
+    const uint64_t bs = sv.f_frsize;
+    disk["total_bytes"] = static_cast<uint64_t>(sv.f_blocks * bs);
+    disk["free_bytes"] = static_cast<uint64_t>(sv.f_bavail * bs);
+    disk["used_bytes"] = static_cast<uint64_t>((sv.f_blocks - sv.f_bfree) * bs);
+    inodes["total"] = static_cast<uint64_t>(sv.f_files);
+    inodes["free"] = static_cast<uint64_t>(sv.f_favail);
+    inodes["used"] = static_cast<uint64_t>(sv.f_files - sv.f_ffree);
+  } else {
+    disk["error"] = "statvfs " + b.path + ": " + ErrnoText(errno);
+  }
+  e["disk"] = disk;
+  e["inodes"] = inodes;
+  Value cl;
+  auto js = changelog::Inspect(changelog::JournalDirForBrick(b.path));
+  if (js.ok()) {
+    cl["segments"] = static_cast<int64_t>(js->segments.size());
+    cl["bytes"] = js->total_bytes;
+    cl["first_lsn"] = js->first_lsn;
+    cl["last_lsn"] = js->last_lsn;
+    // Records kept on disk that some consumer has not confirmed yet. With no consumer
+    // registered (no geo-replication session), every record kept counts.
+    uint64_t consumed = js->first_lsn > 0 ? js->first_lsn - 1 : 0;
+    if (!js->cursors.empty()) {
+      consumed = js->cursors.front().lsn;
+      for (const auto& cur : js->cursors) consumed = std::min<uint64_t>(consumed, cur.lsn);
+    }
+    cl["backlog_records"] = js->last_lsn > consumed ? js->last_lsn - consumed : 0;
+    cl["consumers"] = static_cast<int64_t>(js->cursors.size());
+  } else {
+    cl["error"] = js.status().message();
+  }
+  e["changelog"] = cl;
+  return e;
+}
+
+Result<Value> Daemon::Impl::VolumeStatus(const Value& args) {
+  ClusterConfig c = Config();
+  std::vector<const VolumeConf*> vols;
+  const std::string name = args.GetString("name");
+  if (!name.empty()) {
+    DRFS_ASSIGN_OR_RETURN(const VolumeConf* v, FindVolume(c, name));
+    vols.push_back(v);
+  } else {
+    for (const auto& [n, v] : c.volumes) vols.push_back(&v);
+  }
+  Value r;
+  r["volumes"] = Value::EmptyList();
+  for (const VolumeConf* v : vols) {
+    std::map<size_t, Value> bricks;
+    std::set<std::string> nodes;
+    for (const auto& b : v->bricks) nodes.insert(b.node_uuid);
+    Value a;
+    a["volume"] = v->name;
+    for (const auto& node : nodes) {
+      Result<Value> res = Value();
+      if (node == uuid()) {
+        res = LocalStatus(a);
+      } else if (const PeerConf* p = c.FindPeer(node)) {
+        res = CallPeer(*p, MgmtOp::kLocalStatus, a);
+      } else {
+        res = NotFound("node " + node + " is not in the pool");
+      }
+      if (res.ok()) {
+        if (const Value* bs = res->Find("bricks")) {
+          for (const auto& b : bs->AsList()) bricks[static_cast<size_t>(b.GetInt("index"))] = b;
+        }
+        continue;
+      }
+      for (size_t i = 0; i < v->bricks.size(); ++i) {
+        if (v->bricks[i].node_uuid != node) continue;
+        Value e;
+        e["index"] = static_cast<int64_t>(i);
+        e["name"] = v->bricks[i].Name();
+        e["host"] = v->bricks[i].host;
+        e["path"] = v->bricks[i].path;
+        e["node_uuid"] = node;
+        e["node_reachable"] = false;
+        e["online"] = false;
+        e["state"] = "unknown";
+        e["offline_reason"] = "node unreachable: " + res.status().message();
+        e["port"] = 0;
+        e["pid"] = 0;
+        bricks[i] = std::move(e);
+      }
+    }
+    Value ve;
+    ve["name"] = v->name;
+    ve["state"] = v->state;
+    ve["type"] = v->TypeName();
+    ve["bricks"] = Value::EmptyList();
+    int online = 0;
+    for (auto& [i, b] : bricks) {
+      online += b.GetBool("online") ? 1 : 0;
+      ve["bricks"].Push(std::move(b));
+    }
+    ve["bricks_online"] = online;
+    ve["brick_count"] = static_cast<int64_t>(v->bricks.size());
+    r["volumes"].Push(std::move(ve));
+  }
+  return r;
+}
+
+Result<Value> Daemon::Impl::VolumeSet(const Value& args) {
+  const std::string name = args.GetString("name");
+  const std::string key = args.GetString("key");
+  const OptionDef* def = FindOption(key);
+  if (!def) return InvalidArgument("unknown option '" + key + "'; 'drfs volume set help' lists the options");
+  DRFS_ASSIGN_OR_RETURN(std::string value, NormalizeOption(*def, args.GetString("value")));
+  DRFS_ASSIGN_OR_RETURN(auto warnings, RunTxn([&](ClusterConfig* next) -> Status {
+    DRFS_ASSIGN_OR_RETURN(const VolumeConf* cur, FindVolume(*next, name));
+    if (key == "cluster.quorum-count" && std::stoi(value) > cur->replica) {
+      return InvalidArgument("cluster.quorum-count " + value + " is more than volume " + name +
+                             "'s replica count " + std::to_string(cur->replica));
+    }
+    next->volumes[name].options[key] = value;
+    return Status::Ok();
+  }));
+  Value r;
+  r["volume"] = name;
+  r["key"] = key;
+  r["value"] = value;
+  r["applies_to"] = def->applies_to;
+  r["message"] = "volume set: " + name + ": " + key + " = " + value + " (takes effect at " + def->applies_to + ")";
+  r["warnings"] = Value::EmptyList();
+  for (auto& w : warnings) r["warnings"].Push(w);
+  return r;
+}
+
+Result<Value> Daemon::Impl::VolumeReset(const Value& args) {
+  const std::string name = args.GetString("name");
+  const std::string key = args.GetString("key", "all");
+  if (key != "all" && !FindOption(key)) {
+    return InvalidArgument("unknown option '" + key + "'; 'drfs volume set help' lists the options");
+  }
+  DRFS_ASSIGN_OR_RETURN(auto warnings, RunTxn([&](ClusterConfig* next) -> Status {
+    DRFS_ASSIGN_OR_RETURN(const VolumeConf* cur, FindVolume(*next, name));
+    (void)cur;
+    auto& opts = next->volumes[name].options;
+    if (key == "all") {
+      opts.clear();
+    } else {
+      opts.erase(key);
+    }
+    return Status::Ok();
+  }));
+  Value r;
+  r["volume"] = name;
+  r["key"] = key;
+  r["message"] = "volume reset: " + name + ": " + (key == "all" ? "every option is" : key + " is") + " back to its default";
+  r["warnings"] = Value::EmptyList();
+  for (auto& w : warnings) r["warnings"].Push(w);
+  return r;
+}
+
+Result<Value> Daemon::Impl::VolumeGet(const Value& args) {
+  ClusterConfig c = Config();
+  DRFS_ASSIGN_OR_RETURN(const VolumeConf* v, FindVolume(c, args.GetString("name")));
+  const std::string key = args.GetString("key", "all");
+  if (key != "all" && !FindOption(key)) {
+    return InvalidArgument("unknown option '" + key + "'; 'drfs volume set help' lists the options");
+  }
+  Value r;
+  r["volume"] = v->name;
+  r["options"] = Value::EmptyList();
+  for (const auto& def : AllOptions()) {
+    if (key != "all" && def.key != key) continue;
+    Value e;
+    e["key"] = def.key;
+    e["value"] = EffectiveOption(v->options, def.key);
+    e["default"] = def.default_value;
+    e["source"] = v->options.count(def.key) ? "set" : "default";
+    r["options"].Push(std::move(e));
+  }
+  return r;
+}
+
+Result<Value> Daemon::Impl::OptionHelp() {
+  Value r;
+  r["options"] = Value::EmptyList();
+  for (const auto& def : AllOptions()) {
+    Value e;
+    e["key"] = def.key;
+    e["type"] = OptionTypeName(def.type);
+    e["default"] = def.default_value;
+    std::string allowed;
+    switch (def.type) {
+      case OptionType::kEnum:
+        for (const auto& ch : def.choices) allowed += (allowed.empty() ? "" : "|") + ch;
+        break;
+      case OptionType::kBool:
+        allowed = "on|off";
+        break;
+      case OptionType::kInt:
+        allowed = std::to_string(def.min) + "-" + std::to_string(def.max);
+        break;
+      case OptionType::kSize:
+        allowed = FormatSize(static_cast<uint64_t>(def.min)) + "-" + FormatSize(static_cast<uint64_t>(def.max));
+        break;
+      case OptionType::kDuration:
+        allowed = FormatDurationMs(def.min) + "-" + FormatDurationMs(def.max);
+        break;
+    }
+    e["allowed"] = allowed;
+    e["applies_to"] = def.applies_to;
+    e["help"] = def.help;
+    r["options"].Push(std::move(e));
+  }
+  return r;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bricks
+
+std::set<std::string> Daemon::Impl::DesiredBricks(const ClusterConfig& c) const {
+  std::set<std::string> keys;
+  for (const auto& [n, v] : c.volumes) {
+    if (v.state != kVolumeStarted) continue;
+    for (size_t i = 0; i < v.bricks.size(); ++i) {
+      if (IsLocal(v.bricks[i])) keys.insert(BrickKey(n, i));
+    }
+  }
+  return keys;
+}
+
+void Daemon::Impl::Reconcile(const ClusterConfig& c, std::set<std::string>* started) {
+  const std::set<std::string> desired = DesiredBricks(c);
+  for (const auto& [key, st] : supervisor_->List()) {
+    if (desired.count(key)) continue;
+    Status s = supervisor_->Stop(key);
+    if (!s.ok() && s.code() != Code::kNotFound) DRFS_LOG(Warn) << "stopping brick " << key << ": " << s.ToString();
+    supervisor_->Forget(key);
+    std::lock_guard<std::mutex> l(mu_);
+    records_.erase(key);
+    (void)store_->DeleteProcess(key);
+  }
+  // Records of bricks nobody wants any more (volume deleted while this daemon was down).
+  std::vector<BrickProcessRecord> leftovers;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    for (const auto& [key, r] : records_) {
+      if (!desired.count(key) && !supervisor_->Get(key)) leftovers.push_back(r);
+    }
+  }
+  for (const auto& r : leftovers) {
+    if (r.pid > 0 && ProcessStartTicks(static_cast<pid_t>(r.pid)) == r.start_ticks && r.start_ticks != 0) {
+      DRFS_LOG(Info) << "stopping brick process " << r.pid << " (" << r.key << ") left by an earlier run";
+      ::kill(static_cast<pid_t>(r.pid), SIGTERM);
+    }
+    std::lock_guard<std::mutex> l(mu_);
+    records_.erase(r.key);
+    (void)store_->DeleteProcess(r.key);
+  }
+  for (const auto& key : desired) {
+    if (supervisor_->Get(key)) continue;
+    BrickProcessRecord rec;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (records_.count(key)) rec = records_[key];
+    }
+    auto make = [this, key]() { return MakeSpec(key); };
+    Status s;
+    if (rec.pid > 0) {
+      bool adopted = false;
+      s = supervisor_->Adopt(key, static_cast<pid_t>(rec.pid), rec.start_ticks, make, rec.restarts, &adopted);
+      if (s.ok() && adopted) {
+        DRFS_LOG(Info) << "adopted brick " << key << " (pid " << rec.pid << ", port " << rec.port << ")";
+        continue;
+      }
+    } else {
+      s = supervisor_->Start(key, make, rec.restarts);
+    }
+    if (!s.ok()) {
+      DRFS_LOG(Warn) << "cannot start brick " << key << ": " << s.ToString();
+      continue;
+    }
+    if (started) started->insert(key);
+  }
+}
+
+std::string Daemon::Impl::BrickLog(const BrickConf& b) const {
+  return opt_.state_dir + "/logs/bricks/" + MangledPath(b.path) + ".log";
+}
+
+Result<ProcessSpec> Daemon::Impl::MakeSpec(const std::string& key) {
+  std::string vol;
+  size_t idx;
+  if (!SplitBrickKey(key, &vol, &idx)) return InvalidArgument("bad brick key " + key);
+  ClusterConfig c = Config();
+  auto it = c.volumes.find(vol);
+  if (it == c.volumes.end() || idx >= it->second.bricks.size()) {
+    return NotFound("brick " + key + " is no longer in the configuration");
+  }
+  const VolumeConf& v = it->second;
+  const BrickConf& b = v.bricks[idx];
+  // Keep the brick's previous port when it is free, so clients find it where it was.
+  int port = 0;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    std::set<int> taken;
+    for (const auto& [k, p] : ports_) {
+      if (k != key) taken.insert(p);
+    }
+    int prev = ports_.count(key) ? ports_[key] : 0;
+    if (prev > 0 && PortFree(b.host, static_cast<uint16_t>(prev))) {
+      port = prev;
+    } else {
+      for (int p = opt_.brick_port_min; p <= opt_.brick_port_max; ++p) {
+        if (!taken.count(p) && PortFree(b.host, static_cast<uint16_t>(p))) {
+          port = p;
+          break;
+        }
+      }
+    }
+    if (port == 0) {
+      return Unavailable("no free port for brick " + b.Name() + " in " + std::to_string(opt_.brick_port_min) +
+                         "-" + std::to_string(opt_.brick_port_max));
+    }
+    ports_[key] = port;
+    records_[key].key = key;
+    records_[key].port = port;
+  }
+  auto opt = [&](const std::string& k) { return EffectiveOption(v.options, k); };
+  ProcessSpec spec;
+  spec.log_file = BrickLog(b);
+  spec.argv = {opt_.drfs_binary, "brick", "serve", "--dir", b.path, "--host", b.host,
+               "--port", std::to_string(port), "--brick-id", b.brick_id,
+               "--fsync", opt("changelog.fsync"),
+               "--fsync-interval-ms", std::to_string(*ParseDurationMs(opt("changelog.fsync-interval"))),
+               "--rollover-size", std::to_string(*ParseSize(opt("changelog.rollover-size"))),
+               "--rollover-time-ms", std::to_string(*ParseDurationMs(opt("changelog.rollover-time"))),
+               "--threads", opt("brick.threads")};
+  if (opt_.tls.enabled()) {
+    spec.argv.insert(spec.argv.end(), {"--tls-cert", opt_.tls.cert_file, "--tls-key",
+                                       opt_.tls.key_file, "--tls-ca", opt_.tls.ca_file});
+  }
+  return spec;
+}
+
+void Daemon::Impl::OnProcessStatus(const std::string& key, const ProcStatus& s) {
+  BrickProcessRecord rec;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto& r = records_[key];
+    r.key = key;
+    r.pid = s.pid;
+    r.start_ticks = s.start_ticks;
+    r.restarts = s.restarts;
+    r.state = ProcStateName(s.state);
+    r.reason = s.failure_reason;
+    r.last_exit = s.last_exit;
+    if (ports_.count(key)) r.port = ports_[key];
+    rec = r;
+  }
+  if (s.state == ProcState::kFailed) {
+    DRFS_LOG(Error) << "brick " << key << " failed: " << s.failure_reason;
+  } else if (s.state == ProcState::kBackoff) {
+    DRFS_LOG(Warn) << "brick " << key << " " << s.last_exit << "; restarting it";
+  } else if (s.state == ProcState::kRunning) {
+    DRFS_LOG(Info) << "brick " << key << " running as pid " << s.pid << " on port " << rec.port;
+  }
+  Status st = store_->SaveProcess(rec);
+  if (!st.ok()) DRFS_LOG(Error) << "cannot record brick " << key << " state: " << st.ToString();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Heartbeat: peer liveness, catching up on missed commits, and keeping bricks running.
+
+void Daemon::Impl::HeartbeatLoop() {
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> l(hb_mu_);
+      if (hb_cv_.wait_for(l, opt_.heartbeat, [this] { return stopping_; })) return;
+    }
+    ClusterConfig c = Config();
+    for (const auto& p : c.peers) {
+      if (p.uuid == uuid()) continue;
+      auto hello = CallPeer(p, MgmtOp::kHello, Value::EmptyMap());
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        const std::string before = peer_state_.count(p.uuid) ? peer_state_[p.uuid] : "";
+        const std::string now = hello.ok() ? "" : hello.status().message();
+        if (before.empty() != now.empty()) {
+          DRFS_LOG(Info) << "peer " << p.host << ":" << p.port << (now.empty() ? " is connected" : " is unreachable: " + now);
+        }
+        peer_state_[p.uuid] = now;
+      }
+      if (!hello.ok() || hello->GetInt("generation") <= c.generation) continue;
+      // The peer has a newer configuration: this node missed a commit. Pull it, unless a
+      // transaction is running here right now.
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        if (!lock_.owner.empty() && std::chrono::steady_clock::now() < lock_expiry_) continue;
+      }
+      auto cv = CallPeer(p, MgmtOp::kGetConfig, Value::EmptyMap());
+      if (!cv.ok()) continue;
+      auto next = ClusterConfig::FromValue(*cv);
+      if (!next.ok() || next->generation <= Config().generation) continue;
+      DRFS_LOG(Info) << "pulling configuration generation " << next->generation << " from peer " << p.host;
+      Status s = ApplyConfig(*next, nullptr);
+      if (!s.ok()) DRFS_LOG(Warn) << "cannot apply configuration from " << p.host << ": " << s.ToString();
+      break;  // `c` is stale now; the next round compares against the new generation
+    }
+    // Bricks that should run but are not supervised (e.g. a start failed to fork).
+    std::lock_guard<std::mutex> apply(apply_mu_);
+    Reconcile(Config(), nullptr);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+Daemon::Daemon(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Daemon::~Daemon() { Stop(); }
+void Daemon::Stop() { impl_->Stop(); }
+uint16_t Daemon::port() const { return impl_->port(); }
+const std::string& Daemon::node_uuid() const { return impl_->uuid(); }
+
+Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& options) {
+  auto impl = std::make_unique<Impl>(options);
+  Status s = impl->Init();
+  if (!s.ok()) {
+    impl->Stop();
+    return s;
+  }
+  return std::unique_ptr<Daemon>(new Daemon(std::move(impl)));
+}
+
+}  // namespace drfs::mgmt

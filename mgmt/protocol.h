@@ -1,0 +1,72 @@
+// The management protocol spoken by drfsd: CLI -> daemon, and daemon -> daemon within a pool.
+//
+// It rides the generic RPC layer (common/rpc.h). A request frame's op is an MgmtOp; its payload
+// is an encoded Value (common/value.h), a map of named arguments. The reply's payload is an
+// encoded Value map: {"code": status code, "message": text, "result": Value}. Status codes are
+// drfs::Code numbers, so an error keeps its meaning (Unavailable: retry; FailedPrecondition:
+// the operator must act) across the wire.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "common/rpc.h"
+#include "common/status.h"
+#include "common/value.h"
+
+namespace drfs::mgmt {
+
+inline constexpr uint16_t kDefaultDaemonPort = 24100;
+
+enum class MgmtOp : uint16_t {
+  // Daemon to daemon.
+  kHello = 1,         // -> {uuid, host, port, generation, peers, volumes}
+  kGetConfig = 2,     // -> ClusterConfig value
+  kLock = 3,          // {owner, txn} -> {}; Unavailable when held by another transaction
+  kUnlock = 4,        // {owner, txn}
+  kStage = 5,         // {owner, txn, config} -> {} or why this node refuses it
+  kCommit = 6,        // {owner, txn, config} -> {warnings: [...]}
+  kLocalStatus = 7,   // {volume} -> {bricks: [...]} for this node's bricks
+  kLocalRestart = 8,  // {volume} restarts this node's failed bricks of the volume
+  // CLI to its local daemon.
+  kPeerProbe = 20,
+  kPeerDetach = 21,
+  kPeerStatus = 22,
+  kVolumeCreate = 30,
+  kVolumeStart = 31,
+  kVolumeStop = 32,
+  kVolumeDelete = 33,
+  kVolumeInfo = 34,
+  kVolumeStatus = 35,
+  kVolumeSet = 36,
+  kVolumeGet = 37,
+  kVolumeReset = 38,
+  kVolumeList = 39,
+  kOptionHelp = 40,
+};
+
+// Encodes a handler's outcome as a reply payload.
+std::string EncodeReply(const Result<Value>& r);
+// Decodes a reply payload back into the daemon's Result.
+Result<Value> DecodeReply(const std::string& payload);
+
+// A synchronous client for one daemon. Errors reaching the daemon name it and say what to do.
+class MgmtClient {
+ public:
+  static Result<std::unique_ptr<MgmtClient>> Connect(const std::string& host, uint16_t port,
+                                                     const TlsConfig& tls,
+                                                     std::chrono::milliseconds timeout);
+  Result<Value> Call(MgmtOp op, const Value& args);
+  const std::string& target() const { return rpc_->target(); }
+
+ private:
+  explicit MgmtClient(std::unique_ptr<RpcClient> rpc) : rpc_(std::move(rpc)) {}
+  std::unique_ptr<RpcClient> rpc_;
+};
+
+// "HOST" or "HOST:PORT" (IPv6 as [addr]:port). InvalidArgument for a bad port.
+Status ParseHostPort(const std::string& s, uint16_t default_port, std::string* host, uint16_t* port);
+
+}  // namespace drfs::mgmt
