@@ -197,7 +197,9 @@ class Daemon::Impl {
   }
   bool IsLocal(const BrickConf& b) const { return b.node_uuid == uuid(); }
   std::set<std::string> DesiredBricks(const ClusterConfig& c) const;
-  void Reconcile(const ClusterConfig& c, std::set<std::string>* started);
+  // Stops local bricks the config does not want running; with `start`, also starts (or adopts)
+  // the ones it wants, adding the keys it started to *started.
+  void Reconcile(const ClusterConfig& c, std::set<std::string>* started, bool start = true);
   Result<ProcessSpec> MakeSpec(const std::string& key);
   std::string BrickLog(const BrickConf& b) const;
   void OnProcessStatus(const std::string& key, const ProcStatus& s);
@@ -445,7 +447,24 @@ Status Daemon::Impl::StageLocal(const ClusterConfig& next, const std::string& jo
       if (PathOverlaps(b.path, opt_.state_dir)) {
         return FailedPrecondition("brick " + b.Name() + " overlaps drfsd's state directory " + opt_.state_dir + "; choose another directory");
       }
-      DRFS_RETURN_IF_ERROR(MkdirP(b.path));
+      // Only check here: a change refused by any node must leave no directory behind. The
+      // commit creates it.
+      std::string existing = b.path;
+      struct stat st;
+      while (::stat(existing.c_str(), &st) != 0) {
+        if (errno != ENOENT && errno != ENOTDIR) {
+          return FailedPrecondition("brick directory " + b.Name() + ": cannot stat " + existing + ": " + ErrnoText(errno));
+        }
+        existing = existing.substr(0, existing.rfind('/'));
+        if (existing.empty()) existing = "/";
+      }
+      if (!S_ISDIR(st.st_mode)) {
+        return FailedPrecondition("brick directory " + b.Name() + " cannot be created: " + existing + " is not a directory");
+      }
+      if (::access(existing.c_str(), W_OK | X_OK) != 0) {
+        return FailedPrecondition("brick directory " + b.Name() + " cannot be created: " + existing + " is not writable (" + ErrnoText(errno) + ")");
+      }
+      if (existing != b.path) continue;
       std::string marker = ReadMarker(b.path);
       if (!marker.empty() && marker != v.uuid) {
         return FailedPrecondition("brick " + b.Name() + " is already part of volume " + marker +
@@ -499,16 +518,25 @@ Status Daemon::Impl::ApplyConfig(const ClusterConfig& in, std::vector<std::strin
   auto before = local_bricks(old);
   auto after = local_bricks(next);
   std::set<std::string> started;
-  Reconcile(next, &started);  // stops bricks of deleted volumes before their markers go
+  // Stop what is no longer wanted before the marks of deleted bricks go; start only after new
+  // brick directories exist.
+  Reconcile(next, &started, /*start=*/false);
   for (const auto& [path, vid] : before) {
     if (after.count(path) == 0 && ReadMarker(path) == vid) ::removexattr(path.c_str(), kVolumeIdXattr);
   }
   for (const auto& [path, vid] : after) {
+    if (before.count(path) == 0) {
+      if (Status made = MkdirP(path); !made.ok()) {
+        if (warnings) warnings->push_back(made.message());
+        continue;
+      }
+    }
     if (ReadMarker(path) != vid &&
         ::setxattr(path.c_str(), kVolumeIdXattr, vid.data(), vid.size(), 0) != 0) {
       if (warnings) warnings->push_back("cannot mark brick " + opt_.hostname + ":" + path + " with its volume id: " + ErrnoText(errno));
     }
   }
+  Reconcile(next, &started, /*start=*/true);
   if (warnings == nullptr || started.empty()) return Status::Ok();
   // Wait for the bricks this commit started to answer, so `volume start` reports the truth.
   const auto deadline = std::chrono::steady_clock::now() + opt_.brick_start_wait;
@@ -580,7 +608,9 @@ Result<std::unique_ptr<MgmtClient>> Daemon::Impl::ConnectPeer(const PeerConf& p,
 }
 
 Result<Value> Daemon::Impl::CallPeer(const PeerConf& p, MgmtOp op, const Value& args) {
-  DRFS_ASSIGN_OR_RETURN(auto c, ConnectPeer(p, opt_.peer_timeout));
+  // Quick questions (hello, status): a peer that accepts but does not answer is as good as down.
+  DRFS_ASSIGN_OR_RETURN(auto c, MgmtClient::Connect(p.host, p.port, opt_.tls, opt_.peer_timeout,
+                                                    opt_.peer_timeout + std::chrono::seconds(5)));
   return c->Call(op, args);
 }
 
@@ -1274,7 +1304,7 @@ std::set<std::string> Daemon::Impl::DesiredBricks(const ClusterConfig& c) const 
   return keys;
 }
 
-void Daemon::Impl::Reconcile(const ClusterConfig& c, std::set<std::string>* started) {
+void Daemon::Impl::Reconcile(const ClusterConfig& c, std::set<std::string>* started, bool start) {
   const std::set<std::string> desired = DesiredBricks(c);
   for (const auto& [key, st] : supervisor_->List()) {
     if (desired.count(key)) continue;
@@ -1302,6 +1332,7 @@ void Daemon::Impl::Reconcile(const ClusterConfig& c, std::set<std::string>* star
     records_.erase(r.key);
     (void)store_->DeleteProcess(r.key);
   }
+  if (!start) return;
   for (const auto& key : desired) {
     if (supervisor_->Get(key)) continue;
     BrickProcessRecord rec;

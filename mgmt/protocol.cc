@@ -23,11 +23,11 @@ Result<Value> DecodeReply(const std::string& payload) {
 
 Result<std::unique_ptr<MgmtClient>> MgmtClient::Connect(const std::string& host, uint16_t port,
                                                         const TlsConfig& tls,
-                                                        std::chrono::milliseconds timeout) {
+                                                        std::chrono::milliseconds timeout,
+                                                        std::chrono::milliseconds request_timeout) {
   ClientOptions o;
   o.connect_timeout = timeout;
-  // Volume start waits for bricks on every node; give it room.
-  o.request_timeout = std::max(timeout, std::chrono::milliseconds(120000));
+  o.request_timeout = request_timeout;
   o.reconnect_backoff_max = std::chrono::milliseconds(500);
   auto rpc = RpcClient::Connect(host, port, tls, o);
   if (!rpc.ok()) {

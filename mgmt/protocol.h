@@ -55,9 +55,12 @@ Result<Value> DecodeReply(const std::string& payload);
 // A synchronous client for one daemon. Errors reaching the daemon name it and say what to do.
 class MgmtClient {
  public:
-  static Result<std::unique_ptr<MgmtClient>> Connect(const std::string& host, uint16_t port,
-                                                     const TlsConfig& tls,
-                                                     std::chrono::milliseconds timeout);
+  // `timeout` bounds the connection; `request_timeout` each call (changes wait for bricks on
+  // every node, so the default is generous).
+  static Result<std::unique_ptr<MgmtClient>> Connect(
+      const std::string& host, uint16_t port, const TlsConfig& tls,
+      std::chrono::milliseconds timeout,
+      std::chrono::milliseconds request_timeout = std::chrono::milliseconds(120000));
   Result<Value> Call(MgmtOp op, const Value& args);
   const std::string& target() const { return rpc_->target(); }
 

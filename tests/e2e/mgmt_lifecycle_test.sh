@@ -107,6 +107,12 @@ rc=0; d 1 volume create >/dev/null 2>&1 || rc=$?
 [ $rc -eq 2 ] || fail "create without arguments should exit 2, got $rc"
 [ "$(d 2 volume info --json)" = "$before" ] || fail "a refused create changed the configuration"
 [ ! -e "$T/b1" ] || fail "a refused create made a brick directory"
+# refused by one node's stage (its directory cannot be made): no node makes anything
+touch "$T/afile"
+expect_fail "peer 127.0.0.2 refused the change: brick directory 127.0.0.2:$T/afile/b2 cannot be created" \
+  volume create pvol replica 3 "127.0.0.1:$T/s1" "127.0.0.2:$T/afile/b2" "127.0.0.3:$T/s3"
+[ ! -e "$T/s1" ] && [ ! -e "$T/s3" ] || fail "a create refused at stage made brick directories"
+[ "$(d 2 volume info --json)" = "$before" ] || fail "a create refused at stage changed the configuration"
 
 d 1 volume create pvol replica 3 "127.0.0.1:$T/b1" "127.0.0.2:$T/b2" "127.0.0.3:$T/b3" |
   grep -q "volume create: pvol: success" || fail "create"
