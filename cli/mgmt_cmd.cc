@@ -90,9 +90,20 @@ Result<Value> Call(const Args& a, MgmtOp op, const Value& args) {
   DRFS_RETURN_IF_ERROR(mgmt::ParseHostPort(addr, mgmt::kDefaultDaemonPort, &host, &port).WithContext("--daemon"));
   uint64_t timeout_s = 5;
   DRFS_RETURN_IF_ERROR(GetUintOption(a, "timeout", &timeout_s));
-  DRFS_ASSIGN_OR_RETURN(auto c, mgmt::MgmtClient::Connect(host, port, TlsFrom(a),
-                                                          std::chrono::seconds(timeout_s)));
-  return c->Call(op, args);
+  // The RPC layer's reconnect chatter is not for the operator; errors come back as values.
+  SetLogLevel(LogLevel::kError);
+  const TlsConfig tls = TlsFrom(a);
+  auto hint = [&](const Status& s) {
+    if (s.code() != Code::kUnavailable || tls.enabled()) return s;
+    return Status(s.code(), s.message() +
+                                " (if that drfsd uses TLS, pass --tls-cert, --tls-key and --tls-ca "
+                                "with this node's daemon certificate)");
+  };
+  auto c = mgmt::MgmtClient::Connect(host, port, tls, std::chrono::seconds(timeout_s));
+  if (!c.ok()) return hint(c.status());
+  auto r = (*c)->Call(op, args);
+  if (!r.ok()) return hint(r.status());
+  return r;
 }
 
 void PrintWarnings(const Value& r) {
