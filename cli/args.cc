@@ -112,6 +112,22 @@ std::string HumanBytes(uint64_t n) {
   return buf;
 }
 
+TlsConfig TlsFromArgs(const Args& a) {
+  TlsConfig t;
+  t.cert_file = a.Get("tls-cert").value_or("");
+  t.key_file = a.Get("tls-key").value_or("");
+  t.ca_file = a.Get("tls-ca").value_or("");
+  return t;
+}
+
+Result<TlsConfig> ServerTlsFromArgs(const Args& a) {
+  TlsConfig t = TlsFromArgs(a);
+  if (t.enabled() && (t.cert_file.empty() || t.key_file.empty() || t.ca_file.empty())) {
+    return InvalidArgument("TLS needs all of --tls-cert, --tls-key and --tls-ca");
+  }
+  return t;
+}
+
 int Fail(const Status& s) {
   std::cerr << "drfs: " << s.message() << "\n";
   return kExitError;

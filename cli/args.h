@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "common/gfid.h"
+#include "common/rpc.h"
 #include "common/status.h"
 
 namespace drfs::cli {
@@ -63,6 +64,11 @@ Status GetUintOption(const Args& a, const std::string& opt, T* out, int base = 1
 // For a command group: with no command, or with --help/-h/help, prints `usage` and returns the
 // exit code (2 without a command, 0 when help was asked for); otherwise nullopt.
 std::optional<int> HandleHelp(int argc, char** argv, int first, const char* usage);
+
+// --tls-cert/--tls-key/--tls-ca as a TlsConfig (empty: plain TCP).
+TlsConfig TlsFromArgs(const Args& a);
+// The same for a server, which needs all three files or none: InvalidArgument otherwise.
+Result<TlsConfig> ServerTlsFromArgs(const Args& a);
 
 // "12.3 KiB"
 std::string HumanBytes(uint64_t n);

@@ -44,14 +44,6 @@ constexpr char kUsage[] =
 volatile sig_atomic_t g_stop = 0;
 void OnSignal(int) { g_stop = 1; }
 
-TlsConfig TlsFrom(const Args& a) {
-  TlsConfig t;
-  t.cert_file = a.Get("tls-cert").value_or("");
-  t.key_file = a.Get("tls-key").value_or("");
-  t.ca_file = a.Get("tls-ca").value_or("");
-  return t;
-}
-
 int Serve(const Args& a) {
   if (!a.positional.empty()) return UsageError("brick serve takes no positional arguments", kUsage);
   auto dir = a.Get("dir");
@@ -63,11 +55,9 @@ int Serve(const Args& a) {
   if (!p.ok() || *p > 65535) return UsageError("--port must be 0-65535", kUsage);
   o.port = static_cast<uint16_t>(*p);
   o.host = a.Get("host").value_or("127.0.0.1");
-  o.tls = TlsFrom(a);
-  if (o.tls.enabled() && (o.tls.cert_file.empty() || o.tls.key_file.empty() ||
-                          o.tls.ca_file.empty())) {
-    return UsageError("TLS needs all of --tls-cert, --tls-key and --tls-ca", kUsage);
-  }
+  auto tls = ServerTlsFromArgs(a);
+  if (!tls.ok()) return UsageError(tls.status().message(), kUsage);
+  o.tls = *tls;
   o.backend.read_only = a.Has("read-only");
   o.backend.journal.epoch = 0;  // keep the journal's epoch
   if (auto v = a.Get("fsync")) {
@@ -200,7 +190,7 @@ int OpCmd(const Args& a) {
   if (Status s = FillRequest(a, &q); !s.ok()) return UsageError(s.message(), kUsage);
   ClientOptions co;
   co.connect_timeout = std::chrono::milliseconds(5000);
-  auto client = brick::BrickClient::Connect(host, port, TlsFrom(a), co);
+  auto client = brick::BrickClient::Connect(host, port, TlsFromArgs(a), co);
   if (!client.ok()) return Fail(client.status());
   auto r = (*client)->Call(q).get();
   if (!r.ok()) return Fail(r.status());

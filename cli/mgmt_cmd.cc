@@ -70,14 +70,6 @@ constexpr char kVolumeUsage[] =
 
 const OptionSpec kClientSpec{{"json"}, {"daemon", "tls-cert", "tls-key", "tls-ca", "timeout"}};
 
-TlsConfig TlsFrom(const Args& a) {
-  TlsConfig t;
-  t.cert_file = a.Get("tls-cert").value_or("");
-  t.key_file = a.Get("tls-key").value_or("");
-  t.ca_file = a.Get("tls-ca").value_or("");
-  return t;
-}
-
 // Sends one request to the daemon named by --daemon / $DRFS_DAEMON.
 Result<Value> Call(const Args& a, MgmtOp op, const Value& args) {
   std::string addr = a.Get("daemon").value_or("");
@@ -92,7 +84,7 @@ Result<Value> Call(const Args& a, MgmtOp op, const Value& args) {
   DRFS_RETURN_IF_ERROR(GetUintOption(a, "timeout", &timeout_s));
   // The RPC layer's reconnect chatter is not for the operator; errors come back as values.
   SetLogLevel(LogLevel::kError);
-  const TlsConfig tls = TlsFrom(a);
+  const TlsConfig tls = TlsFromArgs(a);
   auto hint = [&](const Status& s) {
     if (s.code() != Code::kUnavailable || tls.enabled()) return s;
     return Status(s.code(), s.message() +
@@ -155,10 +147,9 @@ int DaemonMain(int argc, char** argv, int first) {
     return UsageError("--listen: " + s.message(), kDaemonUsage);
   }
   o.hostname = a.Get("hostname").value_or("");
-  o.tls = TlsFrom(a);
-  if (o.tls.enabled() && (o.tls.cert_file.empty() || o.tls.key_file.empty() || o.tls.ca_file.empty())) {
-    return UsageError("TLS needs all of --tls-cert, --tls-key and --tls-ca", kDaemonUsage);
-  }
+  auto tls = ServerTlsFromArgs(a);
+  if (!tls.ok()) return UsageError(tls.status().message(), kDaemonUsage);
+  o.tls = *tls;
   if (Status s = GetUintOption(a, "brick-port-min", &o.brick_port_min); !s.ok()) return UsageError(s.message(), kDaemonUsage);
   if (Status s = GetUintOption(a, "brick-port-max", &o.brick_port_max); !s.ok()) return UsageError(s.message(), kDaemonUsage);
   uint64_t backoff_ms = 500, limit = 5;
