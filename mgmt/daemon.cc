@@ -1375,6 +1375,17 @@ Result<ProcessSpec> Daemon::Impl::MakeSpec(const std::string& key) {
   }
   const VolumeConf& v = it->second;
   const BrickConf& b = v.bricks[idx];
+  // As gluster's volume-id check: a brick directory without its mark is most likely a mount
+  // point whose file system is not mounted. Serving it would start an empty brick on the wrong
+  // disk.
+  if (const std::string mark = ReadMarker(b.path); mark != v.uuid) {
+    return FailedPrecondition(
+        "brick directory " + b.Name() +
+        (mark.empty() ? " lacks its volume id mark (" + std::string(kVolumeIdXattr) + ")"
+                      : " is marked for another volume (" + mark + ")") +
+        "; is its file system mounted? If it is the right directory, restore the mark with "
+        "'setfattr -n " + kVolumeIdXattr + " -v " + v.uuid + " " + b.path + "'");
+  }
   // Keep the brick's previous port when it is free, so clients find it where it was.
   int port = 0;
   {

@@ -181,6 +181,16 @@ d 1 volume status pvol | grep -q "failed:" || fail "human status does not show t
 mv "$T/b3.away" "$T/b3"
 d 1 volume start pvol force >/dev/null || fail "start force"
 wait_for 20 "brick 3 back after start force" all_online
+# A brick directory that lost its volume-id mark (its disk not mounted, say) is not served.
+python3 -c "import os; os.removexattr('$T/b3', 'trusted.drfs.volume-id')"
+kill -9 "$(brick_field 1 2 pid)"
+wait_for 30 "brick 3 marked failed without its mark" failed
+json 1 "j['volumes'][0]['bricks'][2]['failure_reason']" volume status pvol | grep -q "lacks its volume id mark" ||
+  fail "no mark: $(json 1 "j['volumes'][0]['bricks'][2]['failure_reason']" volume status pvol)"
+vid=$(json 1 "j['volumes'][0]['uuid']" volume info pvol)
+python3 -c "import os; os.setxattr('$T/b3', 'trusted.drfs.volume-id', b'$vid')"
+d 1 volume start pvol force >/dev/null || fail "start force after restoring the mark"
+wait_for 20 "brick 3 back after its mark is restored" all_online
 
 # --- kill -9 of drfsd: adopts its running bricks, state intact
 pid1=$(brick_field 1 0 pid)
