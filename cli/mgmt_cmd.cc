@@ -70,6 +70,25 @@ constexpr char kVolumeUsage[] =
 
 const OptionSpec kClientSpec{{"json"}, {"daemon", "tls-cert", "tls-key", "tls-ca", "timeout"}};
 
+// Checks --daemon (or $DRFS_DAEMON) and --timeout; a bad one is a usage error (exit 2).
+std::optional<int> CheckClientOptions(const Args& a, const char* usage) {
+  std::string addr = a.Get("daemon").value_or("");
+  if (addr.empty()) {
+    const char* env = std::getenv("DRFS_DAEMON");
+    addr = env && *env ? env : "127.0.0.1";
+  }
+  std::string host;
+  uint16_t port;
+  if (Status s = mgmt::ParseHostPort(addr, mgmt::kDefaultDaemonPort, &host, &port); !s.ok()) {
+    return UsageError("--daemon (or $DRFS_DAEMON): " + s.message(), usage);
+  }
+  uint64_t timeout_s = 5;
+  if (Status s = GetUintOption(a, "timeout", &timeout_s); !s.ok() || timeout_s == 0 || timeout_s > 3600) {
+    return UsageError("--timeout must be 1-3600 seconds", usage);
+  }
+  return std::nullopt;
+}
+
 // Sends one request to the daemon named by --daemon / $DRFS_DAEMON.
 Result<Value> Call(const Args& a, MgmtOp op, const Value& args) {
   std::string addr = a.Get("daemon").value_or("");
@@ -86,7 +105,11 @@ Result<Value> Call(const Args& a, MgmtOp op, const Value& args) {
   SetLogLevel(LogLevel::kError);
   const TlsConfig tls = TlsFromArgs(a);
   auto hint = [&](const Status& s) {
-    if (s.code() != Code::kUnavailable || tls.enabled()) return s;
+    // Only for this CLI's own connection (MgmtClient prefixes those with "drfsd at"/"cannot
+    // reach drfsd"), not for errors the daemon reports about its peers.
+    const bool transport = s.message().rfind("drfsd at " + host, 0) == 0 ||
+                           s.message().rfind("cannot reach drfsd at " + host, 0) == 0;
+    if (s.code() != Code::kUnavailable || tls.enabled() || !transport) return s;
     return Status(s.code(), s.message() +
                                 " (if that drfsd uses TLS, pass --tls-cert, --tls-key and --tls-ca "
                                 "with this node's daemon certificate)");
@@ -96,6 +119,13 @@ Result<Value> Call(const Args& a, MgmtOp op, const Value& args) {
   auto r = (*c)->Call(op, args);
   if (!r.ok()) return hint(r.status());
   return r;
+}
+
+// The list under `key`, or an empty one (a reply from another drfs version may lack it).
+const Value::List& ListOf(const Value& v, const std::string& key) {
+  static const Value::List kNone;
+  const Value* f = v.Find(key);
+  return f ? f->AsList() : kNone;
 }
 
 void PrintWarnings(const Value& r) {
@@ -262,6 +292,7 @@ int PeerMain(int argc, char** argv, int first) {
   auto parsed = ParseArgs(argc, argv, first + 1, kClientSpec);
   if (!parsed.ok()) return UsageError(parsed.status().message(), kPeerUsage);
   const Args& a = *parsed;
+  if (auto e = CheckClientOptions(a, kPeerUsage)) return *e;
   const auto& pos = a.positional;
   if (cmd == "probe") {
     if (pos.size() != 1) return UsageError("peer probe takes HOST[:PORT]", kPeerUsage);
@@ -292,7 +323,7 @@ int PeerMain(int argc, char** argv, int first) {
   if (cmd == "status") {
     if (!pos.empty()) return UsageError("peer status takes no arguments", kPeerUsage);
     return Output(a, Call(a, MgmtOp::kPeerStatus, Value::EmptyMap()), [](const Value& r) {
-      const auto& peers = r.Find("peers")->AsList();
+      const auto& peers = ListOf(r, "peers");
       std::cout << "Number of Peers: " << peers.size() << "\n";
       if (peers.empty()) return;
       std::cout << "\n";
@@ -312,7 +343,7 @@ int PeerMain(int argc, char** argv, int first) {
 
 void PrintInfo(const Value& r) {
   bool first = true;
-  for (const auto& v : r.Find("volumes")->AsList()) {
+  for (const auto& v : ListOf(r, "volumes")) {
     if (!first) std::cout << "\n";
     first = false;
     const int64_t n = v.GetInt("brick_count");
@@ -328,11 +359,12 @@ void PrintInfo(const Value& r) {
       std::cout << n << "\n";
     }
     std::cout << "Bricks:\n";
-    for (const auto& b : v.Find("bricks")->AsList()) {
+    for (const auto& b : ListOf(v, "bricks")) {
       std::cout << "Brick" << b.GetInt("index") + 1 << ": " << b.GetString("name")
                 << (b.GetBool("arbiter") ? " (arbiter)" : "") << "\n";
     }
-    const auto& opts = v.Find("options")->AsMap();
+    const Value* optv = v.Find("options");
+    const auto& opts = optv ? optv->AsMap() : Value::Map{};
     if (!opts.empty()) {
       std::cout << "Options Reconfigured:\n";
       for (const auto& [k, val] : opts) std::cout << k << ": " << val.AsString() << "\n";
@@ -345,12 +377,12 @@ std::string Human(int64_t bytes) { return bytes < 0 ? "N/A" : HumanBytes(static_
 
 void PrintStatus(const Value& r, bool detail) {
   bool first = true;
-  for (const auto& v : r.Find("volumes")->AsList()) {
+  for (const auto& v : ListOf(r, "volumes")) {
     if (!first) std::cout << "\n";
     first = false;
     std::cout << "Status of volume: " << v.GetString("name") << " (" << v.GetString("state") << ", "
               << v.GetInt("bricks_online") << " of " << v.GetInt("brick_count") << " bricks online)\n";
-    const auto& bricks = v.Find("bricks")->AsList();
+    const auto& bricks = ListOf(v, "bricks");
     if (!detail) {
       Table t({"Brick", "Port", "Online", "Pid", "Restarts", "Disk free", "Inodes free", "Backlog"});
       for (const auto& b : bricks) {
@@ -455,6 +487,7 @@ int VolumeMain(int argc, char** argv, int first) {
   auto parsed = ParseArgs(argc, argv, first + 1, kClientSpec);
   if (!parsed.ok()) return UsageError(parsed.status().message(), kVolumeUsage);
   const Args& a = *parsed;
+  if (auto e = CheckClientOptions(a, kVolumeUsage)) return *e;
   const auto& pos = a.positional;
   auto need = [&](size_t lo, size_t hi, const char* what) -> std::optional<int> {
     if (pos.size() < lo || pos.size() > hi) return UsageError(std::string("volume ") + cmd + " takes " + what, kVolumeUsage);
@@ -488,7 +521,7 @@ int VolumeMain(int argc, char** argv, int first) {
   if (cmd == "list") {
     if (auto e = need(0, 0, "no arguments")) return *e;
     return Output(a, Call(a, MgmtOp::kVolumeList, args), [](const Value& r) {
-      const auto& vols = r.Find("volumes")->AsList();
+      const auto& vols = ListOf(r, "volumes");
       if (vols.empty()) std::cout << "No volumes present in cluster\n";
       for (const auto& v : vols) std::cout << v.AsString() << "\n";
     });
@@ -496,7 +529,7 @@ int VolumeMain(int argc, char** argv, int first) {
   if (cmd == "set") {
     if (pos.size() == 1 && pos[0] == "help") {
       return Output(a, Call(a, MgmtOp::kOptionHelp, args), [](const Value& r) {
-        for (const auto& o : r.Find("options")->AsList()) {
+        for (const auto& o : ListOf(r, "options")) {
           std::cout << "Option: " << o.GetString("key") << "\n"
                     << "Default: " << o.GetString("default") << "\n"
                     << "Allowed: " << o.GetString("allowed") << " (" << o.GetString("type") << ")\n"
@@ -517,7 +550,7 @@ int VolumeMain(int argc, char** argv, int first) {
     args["key"] = pos[1];
     return Output(a, Call(a, MgmtOp::kVolumeGet, args), [](const Value& r) {
       Table t({"Option", "Value", "Source"});
-      for (const auto& o : r.Find("options")->AsList()) {
+      for (const auto& o : ListOf(r, "options")) {
         t.Add({o.GetString("key"), o.GetString("value"), o.GetString("source")});
       }
       t.Print(std::cout);

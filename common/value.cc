@@ -1,5 +1,7 @@
 #include "common/value.h"
 
+#include <algorithm>
+
 #include "common/coding.h"
 
 namespace drfs {
@@ -17,6 +19,7 @@ class ValueParser {
 
   Status Parse(Value* out, int depth) {
     if (depth > kMaxValueDepth) return Bad("nesting deeper than " + std::to_string(kMaxValueDepth));
+    if (++count_ > kMaxValueCount) return Bad("more than " + std::to_string(kMaxValueCount) + " values");
     uint8_t tag;
     if (!d_.GetU8(&tag)) return Bad("truncated before a tag");
     switch (tag) {
@@ -45,8 +48,13 @@ class ValueParser {
         // Every item takes at least one byte: a count above that is a lie, refused before
         // anything is allocated for it.
         if (n > d_.remaining()) return Bad("list count " + std::to_string(n) + " runs past the end");
-        Value::List items(n);
-        for (auto& item : items) DRFS_RETURN_IF_ERROR(Parse(&item, depth + 1));
+        Value::List items;
+        items.reserve(std::min<size_t>(n, 1024));  // the count is a claim; grow as items parse
+        for (uint32_t i = 0; i < n; ++i) {
+          Value item;
+          DRFS_RETURN_IF_ERROR(Parse(&item, depth + 1));
+          items.push_back(std::move(item));
+        }
         *out = Value(std::move(items));
         return Status::Ok();
       }
@@ -75,6 +83,7 @@ class ValueParser {
  private:
   static Status Bad(const std::string& why) { return InvalidArgument("malformed value: " + why); }
   Decoder d_;
+  size_t count_ = 0;
 };
 
 }  // namespace

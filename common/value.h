@@ -7,8 +7,8 @@
 //   0 null | 1 false | 2 true | 3 int: 8-byte two's complement | 4 string: u32 length + bytes
 //   5 list: u32 count + items | 6 map: u32 count + (u32 key length + key bytes + value) each
 // DecodeValue() is the only parser of these bytes. It refuses, with InvalidArgument, a bad tag,
-// a length or count past the end of the input, a nesting deeper than kMaxValueDepth, duplicate
-// map keys and trailing bytes, so a hostile peer can make it fail but never misbehave.
+// a length or count past the end of the input, a nesting deeper than kMaxValueDepth, more than
+// kMaxValueCount values, duplicate map keys and trailing bytes, so a hostile peer can make it fail but never misbehave.
 #pragma once
 
 #include <cstdint>
@@ -23,6 +23,9 @@
 namespace drfs {
 
 inline constexpr int kMaxValueDepth = 32;
+// At most this many values in one decoded message (a Value is ~100 bytes in memory, so a
+// message of a million one-byte nulls would otherwise cost 100 MB).
+inline constexpr size_t kMaxValueCount = size_t{1} << 18;
 
 class Value {
  public:

@@ -1,6 +1,9 @@
 #include "mgmt/config.h"
 
 #include <cctype>
+#include <set>
+
+#include "mgmt/options.h"
 
 namespace drfs::mgmt {
 
@@ -66,9 +69,12 @@ Result<ClusterConfig> ClusterConfig::FromValue(const Value& v) {
   c.generation = v.GetInt("generation", -1);
   if (c.generation < 0) return bad("no generation");
   for (const auto& p : v.Find("peers") ? v.Find("peers")->AsList() : Value::List{}) {
-    PeerConf pc{p.GetString("uuid"), p.GetString("host"),
-                static_cast<uint16_t>(p.GetInt("port"))};
-    if (pc.uuid.empty() || pc.host.empty() || pc.port == 0) return bad("peer without uuid, host or port");
+    const int64_t port = p.GetInt("port");
+    PeerConf pc{p.GetString("uuid"), p.GetString("host"), static_cast<uint16_t>(port)};
+    if (pc.uuid.empty() || pc.host.empty() || port <= 0 || port > 65535) {
+      return bad("peer without uuid, host or a valid port");
+    }
+    if (c.FindPeer(pc.uuid) || c.FindPeerByHost(pc.host)) return bad("peer " + pc.host + " listed twice");
     c.peers.push_back(std::move(pc));
   }
   for (const auto& e : v.Find("volumes") ? v.Find("volumes")->AsList() : Value::List{}) {
@@ -79,19 +85,39 @@ Result<ClusterConfig> ClusterConfig::FromValue(const Value& v) {
     vol.arbiter = e.GetBool("arbiter");
     vol.state = e.GetString("state", kVolumeCreated);
     vol.created_ns = e.GetInt("created_ns");
-    if (!IsValidVolumeName(vol.name) || vol.uuid.empty() || vol.replica < 1) {
+    if (!IsValidVolumeName(vol.name) || vol.uuid.empty() || vol.replica < 1 || vol.replica > 16) {
       return bad("volume '" + vol.name + "' lacks a valid name, uuid or replica count");
     }
+    if (vol.state != kVolumeCreated && vol.state != kVolumeStarted && vol.state != kVolumeStopped) {
+      return bad("volume '" + vol.name + "' has unknown state '" + vol.state + "'");
+    }
+    if (c.volumes.count(vol.name)) return bad("volume '" + vol.name + "' listed twice");
     for (const auto& b : e.Find("bricks") ? e.Find("bricks")->AsList() : Value::List{}) {
       BrickConf bc{b.GetString("host"), b.GetString("node_uuid"), b.GetString("path"),
                    b.GetString("brick_id")};
-      if (bc.host.empty() || bc.path.empty() || bc.node_uuid.empty()) {
-        return bad("volume '" + vol.name + "' has a brick without host, node or path");
+      if (bc.host.empty() || bc.node_uuid.empty() || bc.brick_id.empty()) {
+        return bad("volume '" + vol.name + "' has a brick without host, node or id");
+      }
+      auto path = NormalizeBrickPath(bc.path);
+      if (!path.ok() || *path != bc.path) return bad("volume '" + vol.name + "' has brick path '" + bc.path + "'");
+      if (!c.peers.empty() && !c.FindPeer(bc.node_uuid)) {
+        return bad("brick " + bc.Name() + " of volume '" + vol.name + "' is on a node outside the pool");
       }
       vol.bricks.push_back(std::move(bc));
     }
+    if (vol.bricks.empty() || vol.bricks.size() % static_cast<size_t>(vol.replica) != 0) {
+      return bad("volume '" + vol.name + "' has a brick count that is not a multiple of its replica count");
+    }
     if (const Value* os = e.Find("options")) {
-      for (const auto& [k, val] : os->AsMap()) vol.options[k] = val.AsString();
+      for (const auto& [k, val] : os->AsMap()) {
+        const OptionDef* def = FindOption(k);
+        if (!def) return bad("volume '" + vol.name + "' has unknown option '" + k + "' (is a peer running a newer drfs?)");
+        auto norm = NormalizeOption(*def, val.AsString());
+        if (!norm.ok() || *norm != val.AsString()) {
+          return bad("volume '" + vol.name + "' has option " + k + " = '" + val.AsString() + "'");
+        }
+        vol.options[k] = val.AsString();
+      }
     }
     std::string name = vol.name;
     c.volumes.emplace(std::move(name), std::move(vol));
@@ -105,6 +131,34 @@ bool IsValidVolumeName(const std::string& name) {
     if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '_' && ch != '-') return false;
   }
   return true;
+}
+
+Result<std::string> NormalizeBrickPath(const std::string& p) {
+  if (p.empty() || p[0] != '/') return InvalidArgument("brick directory '" + p + "' is not an absolute path");
+  std::string out;
+  size_t i = 0;
+  while (i < p.size()) {
+    while (i < p.size() && p[i] == '/') ++i;
+    size_t j = p.find('/', i);
+    if (j == std::string::npos) j = p.size();
+    std::string comp = p.substr(i, j - i);
+    if (comp == "." || comp == "..") {
+      return InvalidArgument("brick directory '" + p + "' has a '" + comp +
+                             "' component; give a plain absolute path");
+    }
+    if (!comp.empty()) out += "/" + comp;
+    i = j;
+  }
+  if (out.empty()) return InvalidArgument("the root directory cannot be a brick");
+  return out;
+}
+
+bool PathOverlaps(const std::string& a, const std::string& b) {
+  if (a == b) return true;
+  auto inside = [](const std::string& x, const std::string& y) {
+    return x.size() > y.size() && x.compare(0, y.size(), y) == 0 && x[y.size()] == '/';
+  };
+  return inside(a, b) || inside(b, a);
 }
 
 }  // namespace drfs::mgmt

@@ -60,11 +60,19 @@ struct ClusterConfig {
   const PeerConf* FindPeerByHost(const std::string& host) const;
 
   Value ToValue() const;
-  // InvalidArgument when the value is not a well-formed config.
+  // InvalidArgument when the value is not a well-formed config: every field present, brick
+  // paths canonical, brick counts a multiple of the replica count, option values valid, peer
+  // uuids and hosts unique. A config from a peer is checked as strictly as one typed in.
   static Result<ClusterConfig> FromValue(const Value& v);
 };
 
 // Valid volume names: 1-64 of [A-Za-z0-9_-], not starting with '-'.
 bool IsValidVolumeName(const std::string& name);
+
+// A brick directory in canonical form: absolute, no "." or ".." components, no doubled or
+// trailing slashes, not "/". InvalidArgument otherwise.
+Result<std::string> NormalizeBrickPath(const std::string& path);
+// Whether one of two canonical paths is, or is inside, the other.
+bool PathOverlaps(const std::string& a, const std::string& b);
 
 }  // namespace drfs::mgmt

@@ -41,16 +41,21 @@ constexpr auto kLockLease = std::chrono::seconds(120);
 
 std::string ErrnoText(int e) { return std::strerror(e); }
 
-std::string BrickKey(const std::string& volume, size_t idx) {
-  return volume + ":" + std::to_string(idx);
-}
-
-bool SplitBrickKey(const std::string& key, std::string* volume, size_t* idx) {
-  auto colon = key.rfind(':');
-  if (colon == std::string::npos) return false;
-  *volume = key.substr(0, colon);
-  *idx = std::strtoul(key.c_str() + colon + 1, nullptr, 10);
-  return true;
+// Brick processes are keyed by brick id, which is unique across volumes and re-creations: a
+// volume deleted and made again under the same name while a node was down gets new ids, so
+// that node never mistakes the old volume's brick process for the new one's.
+const BrickConf* FindBrick(const ClusterConfig& c, const std::string& id, const VolumeConf** vol,
+                           size_t* idx) {
+  for (const auto& [n, v] : c.volumes) {
+    for (size_t i = 0; i < v.bricks.size(); ++i) {
+      if (v.bricks[i].brick_id == id) {
+        if (vol) *vol = &v;
+        if (idx) *idx = i;
+        return &v.bricks[i];
+      }
+    }
+  }
+  return nullptr;
 }
 
 // "/srv/bricks/b1" -> "srv-bricks-b1", as gluster names brick logs.
@@ -58,34 +63,6 @@ std::string MangledPath(const std::string& path) {
   std::string s = path.substr(path.find_first_not_of('/') == std::string::npos ? path.size() : path.find_first_not_of('/'));
   std::replace(s.begin(), s.end(), '/', '-');
   return s.empty() ? "root" : s;
-}
-
-// Absolute, no "." or ".." components, no trailing or doubled slashes.
-Result<std::string> NormalizeBrickPath(const std::string& p) {
-  if (p.empty() || p[0] != '/') return InvalidArgument("brick directory '" + p + "' is not an absolute path");
-  std::string out;
-  size_t i = 0;
-  while (i < p.size()) {
-    while (i < p.size() && p[i] == '/') ++i;
-    size_t j = p.find('/', i);
-    if (j == std::string::npos) j = p.size();
-    std::string comp = p.substr(i, j - i);
-    if (comp == "." || comp == "..") {
-      return InvalidArgument("brick directory '" + p + "' has a '" + comp + "' component; give a plain absolute path");
-    }
-    if (!comp.empty()) out += "/" + comp;
-    i = j;
-  }
-  if (out.empty()) return InvalidArgument("the root directory cannot be a brick");
-  return out;
-}
-
-bool PathOverlaps(const std::string& a, const std::string& b) {
-  if (a == b) return true;
-  auto inside = [](const std::string& x, const std::string& y) {
-    return x.size() > y.size() && x.compare(0, y.size(), y) == 0 && x[y.size()] == '/';
-  };
-  return inside(a, b) || inside(b, a);
 }
 
 bool PortFree(const std::string& host, uint16_t port) {
@@ -160,6 +137,7 @@ class Daemon::Impl {
   Result<Value> CommitOp(const Value& args);
   Result<Value> LocalStatus(const Value& args);
   Result<Value> LocalRestart(const Value& args);
+  Result<Value> PushConfig(const Value& args);
 
   // --- CLI
   Result<Value> PeerProbe(const Value& args);
@@ -202,6 +180,13 @@ class Daemon::Impl {
   void Reconcile(const ClusterConfig& c, std::set<std::string>* started, bool start = true);
   Result<ProcessSpec> MakeSpec(const std::string& key);
   std::string BrickLog(const BrickConf& b) const;
+  // "127.0.0.1:/srv/b1 of pvol" for logs; the id itself when the brick is no longer configured.
+  std::string Label(const std::string& key) {
+    const VolumeConf* v = nullptr;
+    ClusterConfig c = Config();
+    const BrickConf* b = FindBrick(c, key, &v, nullptr);
+    return b ? b->Name() + " of " + v->name : "id " + key;
+  }
   void OnProcessStatus(const std::string& key, const ProcStatus& s);
   // Whether the brick answers on its port; *why when it does not.
   bool BrickOnline(const BrickConf& b, int port, std::string* why);
@@ -218,6 +203,7 @@ class Daemon::Impl {
   std::unique_ptr<Store> store_;
   std::unique_ptr<Supervisor> supervisor_;
   std::unique_ptr<ThreadPool> pool_;
+  std::unique_ptr<ThreadPool> quick_pool_;
   RpcServer server_;
 
   std::mutex mu_;  // config_, ports_, records_, lock_*, peer_state_
@@ -227,6 +213,7 @@ class Daemon::Impl {
   Txn lock_;
   std::chrono::steady_clock::time_point lock_expiry_;
   std::map<std::string, std::string> peer_state_;  // uuid -> "" (connected) or the error
+  std::map<std::string, std::string> start_errors_;  // brick id -> why it could not be started
 
   std::mutex op_mu_;     // one transaction at a time from this node
   std::mutex apply_mu_;  // one ApplyConfig at a time
@@ -279,13 +266,16 @@ Status Daemon::Impl::Init() {
   supervisor_ = std::make_unique<Supervisor>(
       opt_.supervisor, [this](const std::string& key, const ProcStatus& s) { OnProcessStatus(key, s); });
   pool_ = std::make_unique<ThreadPool>(opt_.request_threads, "drfsd-req");
+  quick_pool_ = std::make_unique<ThreadPool>(2, "drfsd-quick");
 
   // Bricks first (adopting the ones a previous run left), so `volume status` right after start
   // sees them.
-  Reconcile(config_, nullptr);
+  const ClusterConfig loaded = config_;
+  Reconcile(loaded, nullptr);
 
   ServerOptions so;
   so.io_threads = 2;
+  so.max_payload = size_t{1} << 20;  // configurations are kilobytes
   DRFS_RETURN_IF_ERROR(server_.Start(
       opt_.listen_host, opt_.port, opt_.tls,
       [this](std::shared_ptr<const PeerInfo> peer, Frame req, Responder reply) {
@@ -294,8 +284,8 @@ Status Daemon::Impl::Init() {
       so));
   DRFS_LOG(Info) << "drfsd " << uuid() << " serving on " << opt_.listen_host << ":" << port()
                  << " as " << opt_.hostname << ", state in " << opt_.state_dir << " (generation "
-                 << config_.generation << ", " << config_.peers.size() << " peers, "
-                 << config_.volumes.size() << " volumes)";
+                 << loaded.generation << ", " << loaded.peers.size() << " peers, "
+                 << loaded.volumes.size() << " volumes)";
   heartbeat_ = std::thread([this] { HeartbeatLoop(); });
   serving_ = true;
   return Status::Ok();
@@ -310,6 +300,7 @@ void Daemon::Impl::Stop() {
   hb_cv_.notify_all();
   if (heartbeat_.joinable()) heartbeat_.join();
   server_.Stop();
+  if (quick_pool_) quick_pool_->Shutdown();
   if (pool_) pool_->Shutdown();
   supervisor_.reset();  // stops watching; the bricks keep running
   if (lock_fd_ >= 0) ::close(lock_fd_);
@@ -328,14 +319,27 @@ void Daemon::Impl::OnRequest(std::shared_ptr<const PeerInfo> peer, Frame req, Re
                                          peer->role + "'); use the node's daemon certificate")));
     return;
   }
+  const auto op = static_cast<MgmtOp>(req.op);
   auto task = [this, req = std::move(req), reply]() {
     Result<Value> r = [&]() -> Result<Value> {
-      DRFS_ASSIGN_OR_RETURN(Value args, DecodeValue(req.payload));
-      return Dispatch(static_cast<MgmtOp>(req.op), args);
+      try {
+        DRFS_ASSIGN_OR_RETURN(Value args, DecodeValue(req.payload));
+        return Dispatch(static_cast<MgmtOp>(req.op), args);
+      } catch (const std::exception& e) {
+        // Nothing here should throw; if something does (out of memory), fail this request,
+        // not the daemon.
+        DRFS_LOG(Error) << "management request " << req.op << " failed: " << e.what();
+        return Status(Code::kInternal, std::string("drfsd at ") + SelfName() +
+                                           " could not handle the request: " + e.what());
+      }
     }();
     reply.Send(0, EncodeReply(r));
   };
-  if (!pool_->Submit(std::move(task))) {
+  // Short questions from peers get their own threads, so they are answered while long
+  // transactions occupy the main pool (a peer's lock request must never wait behind ours).
+  const bool quick = op == MgmtOp::kHello || op == MgmtOp::kLock || op == MgmtOp::kUnlock ||
+                     op == MgmtOp::kGetConfig || op == MgmtOp::kPushConfig;
+  if (!(quick ? quick_pool_ : pool_)->Submit(std::move(task))) {
     reply.Send(0, EncodeReply(Unavailable("drfsd at " + SelfName() + " is shutting down; retry")));
   }
 }
@@ -350,6 +354,7 @@ Result<Value> Daemon::Impl::Dispatch(MgmtOp op, const Value& args) {
     case MgmtOp::kCommit: return CommitOp(args);
     case MgmtOp::kLocalStatus: return LocalStatus(args);
     case MgmtOp::kLocalRestart: return LocalRestart(args);
+    case MgmtOp::kPushConfig: return PushConfig(args);
     case MgmtOp::kPeerProbe: return PeerProbe(args);
     case MgmtOp::kPeerDetach: return PeerDetach(args);
     case MgmtOp::kPeerStatus: return PeerStatus();
@@ -455,8 +460,11 @@ Status Daemon::Impl::StageLocal(const ClusterConfig& next, const std::string& jo
         if (errno != ENOENT && errno != ENOTDIR) {
           return FailedPrecondition("brick directory " + b.Name() + ": cannot stat " + existing + ": " + ErrnoText(errno));
         }
-        existing = existing.substr(0, existing.rfind('/'));
-        if (existing.empty()) existing = "/";
+        const size_t slash = existing.rfind('/');
+        if (slash == std::string::npos || existing == "/") {
+          return FailedPrecondition("brick directory " + b.Name() + " is not an absolute path");
+        }
+        existing = slash == 0 ? "/" : existing.substr(0, slash);
       }
       if (!S_ISDIR(st.st_mode)) {
         return FailedPrecondition("brick directory " + b.Name() + " cannot be created: " + existing + " is not a directory");
@@ -494,6 +502,11 @@ Result<Value> Daemon::Impl::CommitOp(const Value& args) {
 
 Status Daemon::Impl::ApplyConfig(const ClusterConfig& in, std::vector<std::string>* warnings) {
   std::lock_guard<std::mutex> apply(apply_mu_);
+  if (in.generation <= Config().generation) {
+    return Aborted("node " + SelfName() + " already has configuration generation " +
+                   std::to_string(Config().generation) + " (offered " +
+                   std::to_string(in.generation) + "); retry the command");
+  }
   ClusterConfig next = in;
   if (!next.peers.empty() && !next.FindPeer(uuid())) {
     DRFS_LOG(Info) << "this node was detached from its pool; it is on its own now";
@@ -501,6 +514,8 @@ Status Daemon::Impl::ApplyConfig(const ClusterConfig& in, std::vector<std::strin
   }
   ClusterConfig old = Config();
   DRFS_RETURN_IF_ERROR(store_->SaveConfig(next));
+  DRFS_LOG(Info) << "configuration generation " << next.generation << " in effect ("
+                 << next.peers.size() << " peers, " << next.volumes.size() << " volumes)";
   {
     std::lock_guard<std::mutex> l(mu_);
     config_ = next;
@@ -525,11 +540,13 @@ Status Daemon::Impl::ApplyConfig(const ClusterConfig& in, std::vector<std::strin
     if (after.count(path) == 0 && ReadMarker(path) == vid) ::removexattr(path.c_str(), kVolumeIdXattr);
   }
   for (const auto& [path, vid] : after) {
-    if (before.count(path) == 0) {
-      if (Status made = MkdirP(path); !made.ok()) {
-        if (warnings) warnings->push_back(made.message());
-        continue;
-      }
+    // Only bricks this change adds. An existing brick without its mark is most likely an
+    // unmounted disk's mount point: marking it here would defeat the check that keeps drfsd
+    // from serving it (MakeSpec).
+    if (before.count(path) != 0) continue;
+    if (Status made = MkdirP(path); !made.ok()) {
+      if (warnings) warnings->push_back(made.message());
+      continue;
     }
     if (ReadMarker(path) != vid &&
         ::setxattr(path.c_str(), kVolumeIdXattr, vid.data(), vid.size(), 0) != 0) {
@@ -541,10 +558,9 @@ Status Daemon::Impl::ApplyConfig(const ClusterConfig& in, std::vector<std::strin
   // Wait for the bricks this commit started to answer, so `volume start` reports the truth.
   const auto deadline = std::chrono::steady_clock::now() + opt_.brick_start_wait;
   for (const auto& key : started) {
-    std::string vol;
-    size_t idx;
-    if (!SplitBrickKey(key, &vol, &idx)) continue;
-    const BrickConf& b = next.volumes.at(vol).bricks.at(idx);
+    const BrickConf* bp = FindBrick(next, key, nullptr, nullptr);
+    if (!bp) continue;
+    const BrickConf& b = *bp;
     std::string why;
     for (;;) {
       auto st = supervisor_->Get(key);
@@ -589,14 +605,50 @@ Result<Value> Daemon::Impl::LocalRestart(const Value& args) {
   r["restarted"] = Value::EmptyList();
   for (size_t i = 0; i < v->bricks.size(); ++i) {
     if (!IsLocal(v->bricks[i])) continue;
-    const std::string key = BrickKey(v->name, i);
+    const std::string& key = v->bricks[i].brick_id;
     auto st = supervisor_->Get(key);
     if (st && st->state == ProcState::kFailed) {
       DRFS_RETURN_IF_ERROR(supervisor_->Restart(key));
       r["restarted"].Push(v->bricks[i].Name());
     }
+    bool had_error;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      had_error = start_errors_.erase(key) > 0;
+    }
+    if (had_error) r["restarted"].Push(v->bricks[i].Name());
   }
+  // Bricks that could not even be started (say, a missing volume-id mark) try again now.
+  std::lock_guard<std::mutex> apply(apply_mu_);
+  Reconcile(Config(), nullptr);
   return r;
+}
+
+Result<Value> Daemon::Impl::PushConfig(const Value& args) {
+  const Value* cv = args.Find("config");
+  if (!cv) return InvalidArgument("push request without a config");
+  DRFS_ASSIGN_OR_RETURN(ClusterConfig next, ClusterConfig::FromValue(*cv));
+  const std::string from = args.GetString("from");
+  ClusterConfig cur = Config();
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (!lock_.owner.empty() && std::chrono::steady_clock::now() < lock_expiry_) {
+      return Unavailable("a configuration change is in progress on " + SelfName());
+    }
+  }
+  if (next.generation <= cur.generation || !next.FindPeer(uuid()) || !next.FindPeer(from)) {
+    return Value();  // nothing newer for this node
+  }
+  // Only from a node of this node's own pool, or, for a node that is alone (a probe whose
+  // commit never reached it), from the pool that lists it.
+  const bool alone = cur.peers.empty() && cur.volumes.empty();
+  if (!alone && !cur.FindPeer(from)) {
+    return FailedPrecondition("node " + SelfName() + " is in another pool; not taking its configuration from " + from);
+  }
+  DRFS_LOG(Info) << "peer " << from << " sent configuration generation " << next.generation
+                 << " (this node had " << cur.generation << ")";
+  DRFS_RETURN_IF_ERROR(ApplyConfig(next, nullptr));
+  return Value();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -617,7 +669,11 @@ Result<Value> Daemon::Impl::CallPeer(const PeerConf& p, MgmtOp op, const Value& 
 Result<std::vector<std::string>> Daemon::Impl::RunTxn(
     const std::function<Status(ClusterConfig*)>& mutate, const std::string& joining,
     const std::string& may_skip) {
-  std::lock_guard<std::mutex> op(op_mu_);
+  std::unique_lock<std::mutex> op(op_mu_, std::try_to_lock);
+  if (!op.owns_lock()) {
+    return Unavailable("another configuration change is running from " + SelfName() +
+                       "; retry when it is done");
+  }
   const ClusterConfig old = Config();
   ClusterConfig next = old;
   DRFS_RETURN_IF_ERROR(mutate(&next));
@@ -647,10 +703,13 @@ Result<std::vector<std::string>> Daemon::Impl::RunTxn(
   };
   DRFS_RETURN_IF_ERROR(LockOp(lock_args, true).status());
   for (const auto& p : nodes) {
-    auto c = ConnectPeer(p, opt_.peer_timeout);
+    // Lock and stage are quick: a peer that does not answer within the peer timeout is down.
+    auto c = MgmtClient::Connect(p.host, p.port, opt_.tls, opt_.peer_timeout,
+                                 opt_.peer_timeout + std::chrono::seconds(5));
     Result<Value> locked = c.ok() ? (*c)->Call(MgmtOp::kLock, lock_args) : Result<Value>(c.status());
     if (!locked.ok()) {
-      if (p.uuid == may_skip && locked.status().code() == Code::kUnavailable) {
+      const Code code = locked.status().code();
+      if (p.uuid == may_skip && (code == Code::kUnavailable || code == Code::kDeadlineExceeded)) {
         DRFS_LOG(Warn) << "peer " << p.host << " is unreachable; detaching it anyway (force)";
         continue;
       }
@@ -684,7 +743,14 @@ Result<std::vector<std::string>> Daemon::Impl::RunTxn(
   // next heartbeat (it sees the newer generation).
   std::vector<std::string> warnings;
   for (auto& t : targets) {
-    auto r = t.client->Call(MgmtOp::kCommit, txn_args);
+    // Renew the lock (its lease may be running out after a long stage elsewhere); a node whose
+    // lock was taken meanwhile is skipped and catches up by the heartbeat.
+    Result<Value> r = t.client->Call(MgmtOp::kLock, lock_args);
+    if (r.ok()) {
+      // Commits wait for bricks to start or stop: give them time.
+      auto c = MgmtClient::Connect(t.peer.host, t.peer.port, opt_.tls, opt_.peer_timeout);
+      r = c.ok() ? (*c)->Call(MgmtOp::kCommit, txn_args) : Result<Value>(c.status());
+    }
     if (!r.ok()) {
       warnings.push_back("peer " + t.peer.host + " did not confirm the commit (" + r.status().message() +
                          "); it will pull the new configuration when it is reachable");
@@ -694,9 +760,15 @@ Result<std::vector<std::string>> Daemon::Impl::RunTxn(
       for (const auto& w : ws->AsList()) warnings.push_back(w.AsString());
     }
   }
-  Status s = ApplyConfig(next, &warnings);
+  Status s = LockOp(lock_args, true).status();
+  if (s.ok()) s = ApplyConfig(next, &warnings);
   unlock_all();
-  if (!s.ok()) return s;
+  if (!s.ok()) {
+    if (targets.empty()) return s;
+    return Status(s.code(), "the change is committed on the other " + std::to_string(targets.size()) +
+                                " node(s) but not on this one (" + s.message() +
+                                "); this node catches up from a peer once that is fixed");
+  }
   return warnings;
 }
 
@@ -728,6 +800,12 @@ Result<Value> Daemon::Impl::PeerProbe(const Value& args) {
     return AlreadyExists("another node of the pool is already known as " + target.host +
                          "; each node needs its own address");
   }
+  auto loopback = [](const std::string& h) { return h == "localhost" || h.rfind("127.", 0) == 0 || h == "::1"; };
+  if (c.peers.empty() && loopback(opt_.hostname) && !loopback(target.host)) {
+    return FailedPrecondition("this node is known as " + opt_.hostname + ", which " + target.host +
+                              " cannot reach; restart drfsd with --hostname (and --listen) set to an "
+                              "address the other nodes can reach, then probe again");
+  }
   if (hello.GetInt("peers") > 0 || hello.GetInt("volumes") > 0) {
     return FailedPrecondition(name + " is already part of another pool (" +
                               std::to_string(hello.GetInt("peers")) + " peers, " +
@@ -735,7 +813,10 @@ Result<Value> Daemon::Impl::PeerProbe(const Value& args) {
                               " volumes); run 'drfs peer detach' on that pool first");
   }
   client.reset();
-  DRFS_ASSIGN_OR_RETURN(auto warnings, RunTxn([&](ClusterConfig* n) {
+  DRFS_ASSIGN_OR_RETURN(auto warnings, RunTxn([&](ClusterConfig* n) -> Status {
+    if (n->FindPeer(target.uuid) || n->FindPeerByHost(target.host)) {
+      return AlreadyExists(name + " joined the pool meanwhile");
+    }
     if (n->peers.empty()) n->peers.push_back({uuid(), opt_.hostname, port()});
     n->peers.push_back(target);
     return Status::Ok();
@@ -768,7 +849,13 @@ Result<Value> Daemon::Impl::PeerDetach(const Value& args) {
                               "; delete those volumes first");
   }
   const std::string gone = p->uuid;
-  DRFS_ASSIGN_OR_RETURN(auto warnings, RunTxn([&](ClusterConfig* n) {
+  DRFS_ASSIGN_OR_RETURN(auto warnings, RunTxn([&](ClusterConfig* n) -> Status {
+    for (const auto& [vn, v] : n->volumes) {
+      for (const auto& b : v.bricks) {
+        if (b.node_uuid == gone) return FailedPrecondition("peer " + host + " has bricks in volume " + vn + "; delete it first");
+      }
+    }
+    if (!n->FindPeer(gone)) return NotFound("peer " + host + " is no longer in the pool");
     std::erase_if(n->peers, [&](const PeerConf& q) { return q.uuid == gone; });
     if (n->peers.size() == 1) n->peers.clear();  // alone again
     return Status::Ok();
@@ -832,9 +919,13 @@ Result<Value> Daemon::Impl::VolumeCreate(const Value& args) {
     return InvalidArgument("brick count " + std::to_string(n) + " is not a multiple of the replica count " +
                            std::to_string(replica));
   }
-  ClusterConfig c = Config();
-  if (c.volumes.count(name)) return AlreadyExists("volume " + name + " already exists");
+  // Checked against the current config first (a quick refusal, no locks), then again inside the
+  // transaction against the config it commits on top of, which a concurrent change from
+  // another node may have moved.
   VolumeConf v;
+  auto build = [&](const ClusterConfig& c) -> Status {
+  if (c.volumes.count(name)) return AlreadyExists("volume " + name + " already exists");
+  v = VolumeConf{};
   v.name = name;
   v.uuid = Gfid::Random().ToString();
   v.replica = replica;
@@ -894,8 +985,11 @@ Result<Value> Daemon::Impl::VolumeCreate(const Value& args) {
       }
     }
   }
+  return Status::Ok();
+  };
+  DRFS_RETURN_IF_ERROR(build(Config()));
   DRFS_ASSIGN_OR_RETURN(auto warnings, RunTxn([&](ClusterConfig* next) {
-    if (next->volumes.count(name)) return AlreadyExists("volume " + name + " already exists");
+    DRFS_RETURN_IF_ERROR(build(*next));
     next->volumes[name] = v;
     return Status::Ok();
   }));
@@ -1047,7 +1141,7 @@ bool Daemon::Impl::BrickOnline(const BrickConf& b, int port, std::string* why) {
 
 Value Daemon::Impl::LocalBrickStatus(const VolumeConf& v, size_t idx) {
   const BrickConf& b = v.bricks[idx];
-  const std::string key = BrickKey(v.name, idx);
+  const std::string& key = b.brick_id;
   Value e;
   e["index"] = static_cast<int64_t>(idx);
   e["name"] = b.Name();
@@ -1062,13 +1156,17 @@ Value Daemon::Impl::LocalBrickStatus(const VolumeConf& v, size_t idx) {
     if (records_.count(key)) rec = records_[key];
     if (ports_.count(key)) rec.port = ports_[key];
   }
-  e["state"] = st ? ProcStateName(st->state) : "stopped";
+  std::string start_error;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (!st && start_errors_.count(key)) start_error = start_errors_[key];
+  }
+  e["state"] = st ? ProcStateName(st->state) : (start_error.empty() ? "stopped" : "failed");
   e["pid"] = static_cast<int64_t>(st ? st->pid : 0);
   e["restarts"] = static_cast<int64_t>(st ? st->restarts : rec.restarts);
-  e["failure_reason"] = st && !st->failure_reason.empty()
-                           ? st->failure_reason + "; fix the cause, then run 'drfs volume start " +
-                                 v.name + " force'"
-                           : "";
+  const std::string reason = st ? st->failure_reason : start_error;
+  e["failure_reason"] = reason.empty() ? "" : reason + "; fix the cause, then run 'drfs volume start " +
+                                                  v.name + " force'";
   e["last_exit"] = st ? st->last_exit : rec.last_exit;
   e["log"] = BrickLog(b);
   std::string why;
@@ -1298,7 +1396,7 @@ std::set<std::string> Daemon::Impl::DesiredBricks(const ClusterConfig& c) const 
   for (const auto& [n, v] : c.volumes) {
     if (v.state != kVolumeStarted) continue;
     for (size_t i = 0; i < v.bricks.size(); ++i) {
-      if (IsLocal(v.bricks[i])) keys.insert(BrickKey(n, i));
+      if (IsLocal(v.bricks[i])) keys.insert(v.bricks[i].brick_id);
     }
   }
   return keys;
@@ -1309,9 +1407,10 @@ void Daemon::Impl::Reconcile(const ClusterConfig& c, std::set<std::string>* star
   for (const auto& [key, st] : supervisor_->List()) {
     if (desired.count(key)) continue;
     Status s = supervisor_->Stop(key);
-    if (!s.ok() && s.code() != Code::kNotFound) DRFS_LOG(Warn) << "stopping brick " << key << ": " << s.ToString();
+    if (!s.ok() && s.code() != Code::kNotFound) DRFS_LOG(Warn) << "stopping brick " << Label(key) << ": " << s.ToString();
     supervisor_->Forget(key);
     std::lock_guard<std::mutex> l(mu_);
+    start_errors_.erase(key);
     records_.erase(key);
     (void)store_->DeleteProcess(key);
   }
@@ -1332,6 +1431,10 @@ void Daemon::Impl::Reconcile(const ClusterConfig& c, std::set<std::string>* star
     records_.erase(r.key);
     (void)store_->DeleteProcess(r.key);
   }
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    std::erase_if(start_errors_, [&](const auto& kv) { return desired.count(kv.first) == 0; });
+  }
   if (!start) return;
   for (const auto& key : desired) {
     if (supervisor_->Get(key)) continue;
@@ -1346,16 +1449,34 @@ void Daemon::Impl::Reconcile(const ClusterConfig& c, std::set<std::string>* star
       bool adopted = false;
       s = supervisor_->Adopt(key, static_cast<pid_t>(rec.pid), rec.start_ticks, make, rec.restarts, &adopted);
       if (s.ok() && adopted) {
-        DRFS_LOG(Info) << "adopted brick " << key << " (pid " << rec.pid << ", port " << rec.port << ")";
+        DRFS_LOG(Info) << "adopted brick " << Label(key) << " (pid " << rec.pid << ", port " << rec.port << ")";
+        {
+          std::lock_guard<std::mutex> l(mu_);
+          start_errors_.erase(key);
+        }
         continue;
       }
     } else {
       s = supervisor_->Start(key, make, rec.restarts);
     }
     if (!s.ok()) {
-      DRFS_LOG(Warn) << "cannot start brick " << key << ": " << s.ToString();
+      bool changed;
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        changed = start_errors_[key] != s.message();
+        start_errors_[key] = s.message();
+      }
+      // The heartbeat retries every few seconds: say it once, not every time.
+      if (changed) DRFS_LOG(Error) << "cannot start brick " << Label(key) << ": " << s.message();
       continue;
     }
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      start_errors_.erase(key);
+    }
+    // Record pid and port now, not only from the supervisor's (asynchronous) callback, so a
+    // drfsd killed right after this still finds the brick to adopt.
+    if (auto st = supervisor_->Get(key)) OnProcessStatus(key, *st);
     if (started) started->insert(key);
   }
 }
@@ -1365,16 +1486,12 @@ std::string Daemon::Impl::BrickLog(const BrickConf& b) const {
 }
 
 Result<ProcessSpec> Daemon::Impl::MakeSpec(const std::string& key) {
-  std::string vol;
-  size_t idx;
-  if (!SplitBrickKey(key, &vol, &idx)) return InvalidArgument("bad brick key " + key);
   ClusterConfig c = Config();
-  auto it = c.volumes.find(vol);
-  if (it == c.volumes.end() || idx >= it->second.bricks.size()) {
-    return NotFound("brick " + key + " is no longer in the configuration");
-  }
-  const VolumeConf& v = it->second;
-  const BrickConf& b = v.bricks[idx];
+  const VolumeConf* vp = nullptr;
+  const BrickConf* bp = FindBrick(c, key, &vp, nullptr);
+  if (!bp) return NotFound("brick " + key + " is no longer in the configuration");
+  const VolumeConf& v = *vp;
+  const BrickConf& b = *bp;
   // As gluster's volume-id check: a brick directory without its mark is most likely a mount
   // point whose file system is not mounted. Serving it would start an empty brick on the wrong
   // disk.
@@ -1414,14 +1531,19 @@ Result<ProcessSpec> Daemon::Impl::MakeSpec(const std::string& key) {
     records_[key].port = port;
   }
   auto opt = [&](const std::string& k) { return EffectiveOption(v.options, k); };
+  // Options were checked when set and when received (ClusterConfig::FromValue); check again
+  // rather than trust that here.
+  DRFS_ASSIGN_OR_RETURN(int64_t interval_ms, ParseDurationMs(opt("changelog.fsync-interval")));
+  DRFS_ASSIGN_OR_RETURN(uint64_t roll_bytes, ParseSize(opt("changelog.rollover-size")));
+  DRFS_ASSIGN_OR_RETURN(int64_t roll_ms, ParseDurationMs(opt("changelog.rollover-time")));
   ProcessSpec spec;
   spec.log_file = BrickLog(b);
   spec.argv = {opt_.drfs_binary, "brick", "serve", "--dir", b.path, "--host", b.host,
                "--port", std::to_string(port), "--brick-id", b.brick_id,
                "--fsync", opt("changelog.fsync"),
-               "--fsync-interval-ms", std::to_string(*ParseDurationMs(opt("changelog.fsync-interval"))),
-               "--rollover-size", std::to_string(*ParseSize(opt("changelog.rollover-size"))),
-               "--rollover-time-ms", std::to_string(*ParseDurationMs(opt("changelog.rollover-time"))),
+               "--fsync-interval-ms", std::to_string(interval_ms),
+               "--rollover-size", std::to_string(roll_bytes),
+               "--rollover-time-ms", std::to_string(roll_ms),
                "--threads", opt("brick.threads")};
   if (opt_.tls.enabled()) {
     spec.argv.insert(spec.argv.end(), {"--tls-cert", opt_.tls.cert_file, "--tls-key",
@@ -1446,11 +1568,11 @@ void Daemon::Impl::OnProcessStatus(const std::string& key, const ProcStatus& s) 
     rec = r;
   }
   if (s.state == ProcState::kFailed) {
-    DRFS_LOG(Error) << "brick " << key << " failed: " << s.failure_reason;
+    DRFS_LOG(Error) << "brick " << Label(key) << " failed: " << s.failure_reason;
   } else if (s.state == ProcState::kBackoff) {
-    DRFS_LOG(Warn) << "brick " << key << " " << s.last_exit << "; restarting it";
+    DRFS_LOG(Warn) << "brick " << Label(key) << " " << s.last_exit << "; restarting it";
   } else if (s.state == ProcState::kRunning) {
-    DRFS_LOG(Info) << "brick " << key << " running as pid " << s.pid << " on port " << rec.port;
+    DRFS_LOG(Info) << "brick " << Label(key) << " running as pid " << s.pid << " on port " << rec.port;
   }
   Status st = store_->SaveProcess(rec);
   if (!st.ok()) DRFS_LOG(Error) << "cannot record brick " << key << " state: " << st.ToString();
@@ -1478,7 +1600,25 @@ void Daemon::Impl::HeartbeatLoop() {
         }
         peer_state_[p.uuid] = now;
       }
-      if (!hello.ok() || hello->GetInt("generation") <= c.generation) continue;
+      if (!hello.ok() || hello->GetInt("generation") == c.generation) continue;
+      if (hello->GetInt("generation") < c.generation) {
+        // The peer missed a commit, and may have no way to learn of it (a node being probed in
+        // knows no peers yet): send it ours.
+        // Not while a change is running here: this node's config is about to move, and a
+        // node being detached must not be handed the config it is leaving.
+        {
+          std::lock_guard<std::mutex> l(mu_);
+          if (!lock_.owner.empty() && std::chrono::steady_clock::now() < lock_expiry_) continue;
+        }
+        const ClusterConfig now = Config();
+        if (now.generation != c.generation) continue;
+        Value push;
+        push["from"] = uuid();
+        push["config"] = now.ToValue();
+        auto pushed = CallPeer(p, MgmtOp::kPushConfig, push);
+        if (!pushed.ok()) DRFS_LOG(Warn) << "cannot bring peer " << p.host << " up to date: " << pushed.status().ToString();
+        continue;
+      }
       // The peer has a newer configuration: this node missed a commit. Pull it, unless a
       // transaction is running here right now.
       {
@@ -1488,7 +1628,11 @@ void Daemon::Impl::HeartbeatLoop() {
       auto cv = CallPeer(p, MgmtOp::kGetConfig, Value::EmptyMap());
       if (!cv.ok()) continue;
       auto next = ClusterConfig::FromValue(*cv);
-      if (!next.ok() || next->generation <= Config().generation) continue;
+      if (!next.ok()) {
+        DRFS_LOG(Warn) << "peer " << p.host << " sent a configuration this node refuses: " << next.status().message();
+        continue;
+      }
+      if (next->generation <= Config().generation) continue;
       DRFS_LOG(Info) << "pulling configuration generation " << next->generation << " from peer " << p.host;
       Status s = ApplyConfig(*next, nullptr);
       if (!s.ok()) DRFS_LOG(Warn) << "cannot apply configuration from " << p.host << ": " << s.ToString();

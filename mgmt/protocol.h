@@ -30,6 +30,7 @@ enum class MgmtOp : uint16_t {
   kCommit = 6,        // {owner, txn, config} -> {warnings: [...]}
   kLocalStatus = 7,   // {volume} -> {bricks: [...]} for this node's bricks
   kLocalRestart = 8,  // {volume} restarts this node's failed bricks of the volume
+  kPushConfig = 9,    // {from, config}: a peer found this node behind and sends the newer config
   // CLI to its local daemon.
   kPeerProbe = 20,
   kPeerDetach = 21,

@@ -92,6 +92,17 @@ TEST(Value, DeepNestingIsRefused) {
   EXPECT_OK(DecodeValue(ok));
 }
 
+TEST(Value, TooManyValuesAreRefused) {
+  // A list of (kMaxValueCount + 1) nulls: each a single byte on the wire.
+  std::string many = std::string("\x05", 1);
+  const uint32_t n = static_cast<uint32_t>(kMaxValueCount) + 1;
+  many.append(reinterpret_cast<const char*>(&n), 4);
+  many.append(n, '\0');
+  auto r = DecodeValue(many);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("values"), std::string::npos);
+}
+
 TEST(Value, RandomByteFlipsNeverCrash) {
   const std::string good = EncodeValue(Sample());
   uint32_t seed = 12345;

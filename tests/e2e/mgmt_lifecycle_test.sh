@@ -200,7 +200,7 @@ start_daemon 1
 [ "$(d 1 volume info --json)" = "$info_before" ] || fail "volume info changed across a drfsd kill -9"
 [ "$(brick_field 1 0 pid)" = "$pid1" ] || fail "drfsd started a new brick instead of adopting pid $pid1"
 all_online || fail "bricks not online after drfsd restart"
-grep -q "adopted brick pvol:0 (pid $pid1" "$T/n1/logs/drfsd.log" || fail "no adoption in the log"
+grep -q "adopted brick 127.0.0.1:$T/b1 of pvol (pid $pid1" "$T/n1/logs/drfsd.log" || fail "no adoption in the log"
 # ... and when drfsd and a brick both die, the brick is restarted at the next start
 pid2=$(brick_field 2 1 pid)
 kill -9 "$(cat "$T/n2/drfsd.pid")" "$pid2"
@@ -252,4 +252,16 @@ expect_fail "is this node" peer detach 127.0.0.1
 d 1 peer detach 127.0.0.3 | grep -q "peer detach: success" || fail "detach"
 [ "$(json 1 "len(j['peers'])" peer status)" = 1 ] || fail "node 1 still has 2 peers"
 [ "$(json 3 "len(j['peers'])" peer status)" = 0 ] || fail "node 3 does not know it was detached"
+
+# --- a probe whose commit never reaches the new node (it dies at the store): once it is back,
+# the pool pushes it the configuration it missed.
+kill -9 "$(cat "$T/n3/drfsd.pid")"
+DRFS_FAILPOINTS="mgmt.store.save_config=crash" start_daemon 3
+d 1 peer probe "127.0.0.3:$PORT" >/dev/null 2>&1 || true
+d 3 peer status >/dev/null 2>&1 && fail "node 3 did not crash at the failure probe during the probe"
+start_daemon 3
+joined() { [ "$(json 3 "len(j['peers'])" peer status)" = 2 ]; }
+wait_for 20 "node 3 receives the pool configuration it missed" joined
+[ "$(json 3 "j['generation']" peer status)" = "$(json 1 "j['generation']" peer status)" ] ||
+  fail "node 3 and node 1 disagree on the generation"
 echo "PASS"
