@@ -574,11 +574,13 @@ struct Backend::Impl {
   Status EnsureIndexDirs(const Gfid& g) {
     size_t slot = static_cast<size_t>(g.bytes[0]) << 8 | g.bytes[1];
     if (index_dirs[slot].load(std::memory_order_acquire)) return Status::Ok();
-    std::string rel = HandleRel(g);
-    for (size_t len : {size_t{2}, size_t{5}}) {
-      std::string d = rel.substr(0, len);
-      if (::mkdirat(index_fd.get(), d.c_str(), 0700) != 0 && errno != EEXIST) {
-        return SysErr(errno, "create index folder .drfs/gfid/" + d + " on brick " + dir);
+    // The leaf first: its parent exists unless this is the first gfid starting with that byte.
+    const std::string leaf = HandleRel(g).substr(0, 5);
+    if (::mkdirat(index_fd.get(), leaf.c_str(), 0700) != 0 && errno != EEXIST) {
+      if (errno != ENOENT ||
+          (::mkdirat(index_fd.get(), leaf.substr(0, 2).c_str(), 0700) != 0 && errno != EEXIST) ||
+          (::mkdirat(index_fd.get(), leaf.c_str(), 0700) != 0 && errno != EEXIST)) {
+        return SysErr(errno, "create index folder .drfs/gfid/" + leaf + " on brick " + dir);
       }
     }
     index_dirs[slot].store(true, std::memory_order_release);
