@@ -15,6 +15,7 @@
 #include <limits>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -607,7 +608,7 @@ struct ClientCore {
     uint16_t op = 0;
     RpcClient::Callback done;
     std::string bytes;  // the encoded request until it is handed to a connection
-    std::unique_ptr<asio::steady_timer> timer;
+    Clock::time_point deadline;
   };
   State state = State::kIdle;
   std::shared_ptr<ClientConn> conn;
@@ -615,13 +616,18 @@ struct ClientCore {
   std::unordered_map<uint64_t, Pending> calls;
   std::vector<uint64_t> unsent;
   asio::steady_timer reconnect_timer{strand};
+  // One timer for every call's deadline, set to the earliest (calls all get the same timeout, so
+  // a new call's deadline is never earlier than one already set): no timer per call.
+  asio::steady_timer deadline_timer{strand};
+  bool deadline_armed = false;
   std::chrono::milliseconds backoff{0};
   Clock::time_point next_attempt{};
   bool shutting_down = false;
   std::function<void(const Status&)> on_connect_result;  // the first Connect() waits on it
 
   void StartCall(uint16_t op, std::string payload, RpcClient::Callback done);
-  void OnTimeout(uint64_t id);
+  void ArmDeadline(Clock::time_point at);
+  void OnDeadline();
   void ScheduleConnect();
   void DoConnect();
   void ConnectFailed(const std::shared_ptr<ClientConn>& c, const std::string& reason);
@@ -650,11 +656,8 @@ void ClientCore::StartCall(uint16_t op, std::string payload, RpcClient::Callback
   p.op = op;
   p.done = std::move(done);
   p.bytes = EncodeFrame(Frame{kFrameRequest, op, id, std::move(payload)});
-  p.timer = std::make_unique<asio::steady_timer>(strand);
-  p.timer->expires_after(options.request_timeout);
-  p.timer->async_wait([this, id](const ErrorCode& ec) {
-    if (!ec) OnTimeout(id);
-  });
+  p.deadline = Clock::now() + options.request_timeout;
+  if (!deadline_armed) ArmDeadline(p.deadline);
   auto& slot = calls[id] = std::move(p);
   if (state == State::kConnected) {
     conn->queue.push_back(std::move(slot.bytes));
@@ -665,15 +668,36 @@ void ClientCore::StartCall(uint16_t op, std::string payload, RpcClient::Callback
   if (state == State::kIdle) ScheduleConnect();
 }
 
-void ClientCore::OnTimeout(uint64_t id) {
-  auto it = calls.find(id);
-  if (it == calls.end()) return;
-  Pending p = std::move(it->second);
-  calls.erase(it);
-  p.done(DeadlineExceeded("call to " + target + " (op " + std::to_string(p.op) +
-                          ") got no reply within " + Ms(options.request_timeout) +
-                          "; the server may be overloaded or stuck, and the request may still "
-                          "have run; retry if it is idempotent"));
+void ClientCore::ArmDeadline(Clock::time_point at) {
+  deadline_armed = true;
+  deadline_timer.expires_at(at);
+  deadline_timer.async_wait([this](const ErrorCode& ec) {
+    if (ec) return;  // cancelled: Shutdown()
+    OnDeadline();
+  });
+}
+
+void ClientCore::OnDeadline() {
+  deadline_armed = false;
+  const Clock::time_point now = Clock::now();
+  std::vector<Pending> expired;
+  std::optional<Clock::time_point> next;
+  for (auto it = calls.begin(); it != calls.end();) {
+    if (it->second.deadline <= now) {
+      expired.push_back(std::move(it->second));
+      it = calls.erase(it);  // an id left in `unsent` is skipped when its call is gone
+    } else {
+      if (!next || it->second.deadline < *next) next = it->second.deadline;
+      ++it;
+    }
+  }
+  if (next && !shutting_down) ArmDeadline(*next);
+  for (Pending& p : expired) {
+    p.done(DeadlineExceeded("call to " + target + " (op " + std::to_string(p.op) +
+                            ") got no reply within " + Ms(options.request_timeout) +
+                            "; the server may be overloaded or stuck, and the request may "
+                            "still have run; retry if it is idempotent"));
+  }
 }
 
 void ClientCore::ScheduleConnect() {
@@ -804,8 +828,6 @@ void ClientCore::ConnectionLost(const std::shared_ptr<ClientConn>& c, const std:
 
 void ClientCore::FailAll(std::unordered_map<uint64_t, Pending> failed, const Status& s) {
   for (auto& [id, p] : failed)
-    p.timer->cancel();
-  for (auto& [id, p] : failed)
     p.done(s);
 }
 
@@ -852,7 +874,6 @@ void ClientCore::OnRead(const std::shared_ptr<ClientConn>& c, const ErrorCode& e
     if (it == calls.end()) continue;  // timed out already
     Pending p = std::move(it->second);
     calls.erase(it);
-    p.timer->cancel();
     c->got_reply = true;
     p.done(std::move(f));
     if (c != conn) return;  // a callback cannot close us, but stay safe
@@ -869,6 +890,7 @@ void ClientCore::OnRead(const std::shared_ptr<ClientConn>& c, const ErrorCode& e
 void ClientCore::Shutdown() {
   shutting_down = true;
   reconnect_timer.cancel();
+  deadline_timer.cancel();
   if (conn) {
     conn->connect_timer.cancel();
     conn->resolver.cancel();

@@ -378,6 +378,35 @@ TEST(Rpc, TimeoutFailsTheCallWithDeadlineExceededNamingServerAndOp) {
   EXPECT_EQ(ok->payload, "next");
 }
 
+// Calls share one deadline timer: each still times out request_timeout after it was made, while
+// calls answered in time in between are not disturbed.
+TEST(Rpc, StaggeredCallsEachTimeOutOnTheirOwnDeadline) {
+  EchoService svc;
+  RpcServer server;
+  ASSERT_OK(server.Start("127.0.0.1", 0, {}, svc.Handler()));
+  ClientOptions o = FastClientOptions();
+  o.request_timeout = 300ms;
+  auto client = MustConnect(server.port(), {}, o);
+  ASSERT_NE(client, nullptr);
+  const auto start = std::chrono::steady_clock::now();
+  auto first = client->Call(EchoService::kHold, "first");
+  std::this_thread::sleep_for(150ms);
+  auto second = client->Call(EchoService::kHold, "second");
+  for (int i = 0; i < 5; ++i) ASSERT_OK(CallSync(*client, 1, "answered"));
+  auto r1 = first.get();
+  const auto t1 = std::chrono::steady_clock::now() - start;
+  auto r2 = second.get();
+  const auto t2 = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(r1.status().code(), Code::kDeadlineExceeded) << r1.status().ToString();
+  EXPECT_EQ(r2.status().code(), Code::kDeadlineExceeded) << r2.status().ToString();
+  EXPECT_GE(t1, 300ms);
+  EXPECT_GE(t2, 450ms);
+  EXPECT_GE(t2 - t1, 75ms) << "the first call was held back to the second one's deadline";
+  ASSERT_TRUE(svc.WaitHeld(2));
+  svc.TakeHeld();
+  ASSERT_OK(CallSync(*client, 1, "still fine"));
+}
+
 TEST(Rpc, MalformedInputClosesOnlyThatConnectionAndIsLogged) {
   LogCapture log;
   EchoService svc;
