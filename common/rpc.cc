@@ -39,7 +39,10 @@
 // With every socket closed, every pending operation completes (aborted) and run() returns on its
 // own, so no handler is left holding a connection and nothing is detached.
 //
-// Client: all state lives on one strand; public calls post onto it. Calls made while
+// Client: all state lives on one strand, except what `mu` guards (the call table and the write
+// queue), which lets a call on a plain-TCP connection with nothing queued register itself and
+// write its request straight from the caller's thread; every other call posts onto the strand.
+// Calls made while
 // disconnected wait in `unsent` for the next connection attempt, which is scheduled no earlier
 // than the backoff allows; a failed attempt fails exactly those calls with Unavailable.
 
@@ -583,7 +586,7 @@ struct ClientConn {
   bool timed_out = false;
   bool got_reply = false;
   bool writing = false;
-  std::vector<std::string> queue;
+  std::vector<std::string> queue;  // guarded by ClientCore::mu, as `writing`
   std::vector<std::string> batch;
   std::vector<asio::const_buffer> bufs;
   std::array<char, kReadChunk> buf{};
@@ -602,7 +605,14 @@ struct ClientCore {
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
   std::vector<std::thread> threads;
 
-  // Everything below is touched only on `strand`.
+  // Guards `calls`, `next_id`, `direct`, `deadline_armed`, and the queue and writing flag of the
+  // connection. Never held while a callback runs.
+  std::mutex mu;
+  // Plain TCP, connected: the connection callers may write to directly (under mu, when nothing
+  // is queued or being written). Cleared under mu before its socket is closed.
+  std::shared_ptr<ClientConn> direct;
+
+  // Everything below is touched only on `strand` (or under mu, where said).
   enum class State { kIdle, kConnecting, kConnected };
   struct Pending {
     uint16_t op = 0;
@@ -626,6 +636,9 @@ struct ClientCore {
   std::function<void(const Status&)> on_connect_result;  // the first Connect() waits on it
 
   void StartCall(uint16_t op, std::string payload, RpcClient::Callback done);
+  // From the caller's thread: registers and writes the call directly if the connection allows
+  // it right now; false (nothing done) otherwise.
+  bool TryDirectCall(uint16_t op, std::string& payload, RpcClient::Callback& done);
   void ArmDeadline(Clock::time_point at);
   void OnDeadline();
   void ScheduleConnect();
@@ -651,6 +664,7 @@ void ClientCore::StartCall(uint16_t op, std::string payload, RpcClient::Callback
                          target + " does not fit a frame; split it"));
     return;
   }
+  std::unique_lock<std::mutex> l(mu);
   const uint64_t id = ++next_id;
   Pending p;
   p.op = op;
@@ -661,11 +675,48 @@ void ClientCore::StartCall(uint16_t op, std::string payload, RpcClient::Callback
   auto& slot = calls[id] = std::move(p);
   if (state == State::kConnected) {
     conn->queue.push_back(std::move(slot.bytes));
+    l.unlock();
     StartWrite(conn);
     return;
   }
+  l.unlock();
   unsent.push_back(id);
   if (state == State::kIdle) ScheduleConnect();
+}
+
+bool ClientCore::TryDirectCall(uint16_t op, std::string& payload, RpcClient::Callback& done) {
+  if (payload.size() > std::numeric_limits<uint32_t>::max()) return false;
+  std::lock_guard<std::mutex> l(mu);
+  // Without an armed deadline timer (which only the strand may arm) or with writes pending, the
+  // call takes the strand's way.
+  if (!direct || direct->writing || !direct->queue.empty() || !deadline_armed) return false;
+  const uint64_t id = ++next_id;
+  std::string bytes = EncodeFrame(Frame{kFrameRequest, op, id, std::move(payload)});
+  size_t sent = 0;
+  const int fd = direct->transport.socket().native_handle();
+  while (sent < bytes.size()) {
+    ssize_t n = ::send(fd, bytes.data() + sent, bytes.size() - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n > 0) {
+      sent += static_cast<size_t>(n);
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else {
+      break;  // full, or an error the strand's write will meet and report
+    }
+  }
+  Pending p;
+  p.op = op;
+  p.done = std::move(done);
+  p.deadline = Clock::now() + options.request_timeout;
+  calls[id] = std::move(p);
+  if (sent < bytes.size()) {
+    bytes.erase(0, sent);
+    direct->queue.push_back(std::move(bytes));
+    asio::post(strand, [this, c = direct] {
+      if (c == conn) StartWrite(c);
+    });
+  }
+  return true;
 }
 
 void ClientCore::ArmDeadline(Clock::time_point at) {
@@ -678,6 +729,7 @@ void ClientCore::ArmDeadline(Clock::time_point at) {
 }
 
 void ClientCore::OnDeadline() {
+  std::unique_lock<std::mutex> l(mu);
   deadline_armed = false;
   const Clock::time_point now = Clock::now();
   std::vector<Pending> expired;
@@ -692,6 +744,7 @@ void ClientCore::OnDeadline() {
     }
   }
   if (next && !shutting_down) ArmDeadline(*next);
+  l.unlock();
   for (Pending& p : expired) {
     p.done(DeadlineExceeded("call to " + target + " (op " + std::to_string(p.op) +
                             ") got no reply within " + Ms(options.request_timeout) +
@@ -781,11 +834,14 @@ void ClientCore::ConnectFailed(const std::shared_ptr<ClientConn>& c, const std::
   backoff = std::min(backoff * 2, options.reconnect_backoff_max);
   DRFS_LOG(Debug) << s.message();
   std::unordered_map<uint64_t, Pending> failed;
-  for (uint64_t id : unsent) {
-    auto it = calls.find(id);
-    if (it == calls.end()) continue;
-    failed.emplace(id, std::move(it->second));
-    calls.erase(it);
+  {
+    std::lock_guard<std::mutex> l(mu);
+    for (uint64_t id : unsent) {
+      auto it = calls.find(id);
+      if (it == calls.end()) continue;
+      failed.emplace(id, std::move(it->second));
+      calls.erase(it);
+    }
   }
   unsent.clear();
   if (on_connect_result) std::exchange(on_connect_result, nullptr)(s);
@@ -796,9 +852,13 @@ void ClientCore::Connected(const std::shared_ptr<ClientConn>& c) {
   c->connect_timer.cancel();
   state = State::kConnected;
   if (on_connect_result) std::exchange(on_connect_result, nullptr)(Status::Ok());
-  for (uint64_t id : unsent) {
-    auto it = calls.find(id);
-    if (it != calls.end()) c->queue.push_back(std::move(it->second.bytes));
+  {
+    std::lock_guard<std::mutex> l(mu);
+    for (uint64_t id : unsent) {
+      auto it = calls.find(id);
+      if (it != calls.end()) c->queue.push_back(std::move(it->second.bytes));
+    }
+    if (!c->transport.tls()) direct = c;
   }
   unsent.clear();
   StartWrite(c);
@@ -807,6 +867,13 @@ void ClientCore::Connected(const std::shared_ptr<ClientConn>& c) {
 
 void ClientCore::ConnectionLost(const std::shared_ptr<ClientConn>& c, const std::string& reason) {
   if (c != conn) return;
+  std::unordered_map<uint64_t, Pending> failed;
+  {
+    // No caller writes to the socket once `direct` is cleared, so it may be closed.
+    std::lock_guard<std::mutex> l(mu);
+    direct.reset();
+    failed = std::exchange(calls, {});
+  }
   c->transport.Close();
   conn.reset();
   state = State::kIdle;
@@ -823,7 +890,7 @@ void ClientCore::ConnectionLost(const std::shared_ptr<ClientConn>& c, const std:
   }
   Status s = Unavailable("connection to " + target + " lost: " + reason + "; retry");
   DRFS_LOG(Info) << s.message();
-  FailAll(std::exchange(calls, {}), s);
+  FailAll(std::move(failed), s);
 }
 
 void ClientCore::FailAll(std::unordered_map<uint64_t, Pending> failed, const Status& s) {
@@ -832,14 +899,20 @@ void ClientCore::FailAll(std::unordered_map<uint64_t, Pending> failed, const Sta
 }
 
 void ClientCore::StartWrite(const std::shared_ptr<ClientConn>& c) {
-  if (c->writing || c->queue.empty()) return;
-  c->writing = true;
-  c->batch.swap(c->queue);
+  {
+    std::lock_guard<std::mutex> l(mu);
+    if (c->writing || c->queue.empty()) return;
+    c->writing = true;
+    c->batch.swap(c->queue);
+  }
   c->bufs.clear();
   for (const auto& b : c->batch)
     c->bufs.push_back(asio::buffer(b));
   c->transport.AsyncWrite(c->bufs, [this, c](const ErrorCode& ec, size_t) {
-    c->writing = false;
+    {
+      std::lock_guard<std::mutex> l(mu);
+      c->writing = false;
+    }
     c->batch.clear();
     if (c != conn) return;
     if (ec) {
@@ -870,10 +943,14 @@ void ClientCore::OnRead(const std::shared_ptr<ClientConn>& c, const ErrorCode& e
       s = InvalidArgument("request frame (id " + std::to_string(f.id) + ") sent to a client");
       break;
     }
-    auto it = calls.find(f.id);
-    if (it == calls.end()) continue;  // timed out already
-    Pending p = std::move(it->second);
-    calls.erase(it);
+    Pending p;
+    {
+      std::lock_guard<std::mutex> l(mu);
+      auto it = calls.find(f.id);
+      if (it == calls.end()) continue;  // timed out already
+      p = std::move(it->second);
+      calls.erase(it);
+    }
     c->got_reply = true;
     p.done(std::move(f));
     if (c != conn) return;  // a callback cannot close us, but stay safe
@@ -891,6 +968,12 @@ void ClientCore::Shutdown() {
   shutting_down = true;
   reconnect_timer.cancel();
   deadline_timer.cancel();
+  std::unordered_map<uint64_t, Pending> failed;
+  {
+    std::lock_guard<std::mutex> l(mu);
+    direct.reset();
+    failed = std::exchange(calls, {});
+  }
   if (conn) {
     conn->connect_timer.cancel();
     conn->resolver.cancel();
@@ -902,7 +985,7 @@ void ClientCore::Shutdown() {
   Status s(Code::kCancelled, "RPC client to " + target +
                                  " was closed before the reply arrived; the request may have run");
   if (on_connect_result) std::exchange(on_connect_result, nullptr)(s);
-  FailAll(std::exchange(calls, {}), s);
+  FailAll(std::move(failed), s);
 }
 
 }  // namespace detail
@@ -949,6 +1032,7 @@ Result<std::unique_ptr<RpcClient>> RpcClient::Connect(const std::string& host, u
 }
 
 void RpcClient::Call(uint16_t op, std::string payload, Callback done) {
+  if (core_->TryDirectCall(op, payload, done)) return;
   asio::post(core_->strand,
              [c = core_.get(), op, payload = std::move(payload), done = std::move(done)]() mutable {
                c->StartCall(op, std::move(payload), std::move(done));
