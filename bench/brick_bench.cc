@@ -8,6 +8,7 @@
 // baseline runs the same ops with plain syscalls in a directory on the same file system, and the
 // ratio column is brick / local. It prints numbers; it never passes or fails.
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -38,7 +39,8 @@ constexpr char kUsage[] =
     "  --clients LIST   concurrent client counts (default 1,4,16)\n"
     "  --fsync POLICY   the brick journal's fsync policy: always (default), interval, never\n"
     "  --cases LIST     any of small,stat,io (default all)\n"
-    "  --disk-threads N the brick's disk thread pool (default 32, as drfs brick serve)\n";
+    "  --disk-threads N the brick's disk thread pool (default 32, as drfs brick serve)\n"
+    "  --io-threads N   the brick's network threads (default as drfs brick serve)\n";
 
 struct Options {
   std::string parent = "/var/tmp";
@@ -47,6 +49,7 @@ struct Options {
   changelog::FsyncPolicy fsync = changelog::FsyncPolicy::kAlways;
   std::string cases = "small,stat,io";
   int disk_threads = 32;
+  int io_threads = brick::BrickServerOptions().io_threads;
   bool Want(const char* c) const { return ("," + cases + ",").find(std::string(",") + c + ",") != std::string::npos; }
 };
 
@@ -67,8 +70,23 @@ bool Ok(bool ok, const char* what) {
   return ok || Ok(ErrnoStatus(errno, std::string("local ") + what));
 }
 
+// CPU seconds and context switches of this whole process so far.
+std::pair<double, double> Usage() {
+  struct rusage ru {};
+  ::getrusage(RUSAGE_SELF, &ru);
+  auto s = [](const struct timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6; };
+  return {s(ru.ru_utime) + s(ru.ru_stime), static_cast<double>(ru.ru_nvcsw + ru.ru_nivcsw)};
+}
+
+// CPU time (microseconds) and context switches of this process (clients and brick alike) per op
+// of the last Run(). Less at the mercy of a busy machine than the rates: they count work, not
+// waiting.
+double last_cpu_us = 0;
+double last_cs = 0;
+
 // Runs `op(thread, iteration)` from `threads` threads for `seconds`; returns completed ops/s.
 double Run(int threads, double seconds, const std::function<bool(int, uint64_t)>& op) {
+  const auto usage0 = Usage();
   std::atomic<bool> stop{false};
   std::atomic<uint64_t> total{0};
   std::atomic<bool> failed{false};
@@ -91,13 +109,19 @@ double Run(int threads, double seconds, const std::function<bool(int, uint64_t)>
   stop = true;
   for (auto& th : ts) th.join();
   double secs = std::chrono::duration<double>(Clock::now() - start).count();
+  const auto usage1 = Usage();
+  const double ops = std::max<double>(1, static_cast<double>(total.load()));
+  last_cpu_us = (usage1.first - usage0.first) * 1e6 / ops;
+  last_cs = (usage1.second - usage0.second) / ops;
   if (failed) std::fprintf(stderr, "brick_bench: an op failed; the rate below is partial\n");
   return static_cast<double>(total.load()) / secs;
 }
 
-void Row(const char* what, int clients, double brick, double local, const char* unit) {
-  std::printf("%-22s %7d %14.0f %14.0f %8.2f  %s\n", what, clients, brick, local,
-              local > 0 ? brick / local : 0.0, unit);
+// brick_cpu, brick_cs: last_cpu_us and last_cs of the brick's run.
+void Row(const char* what, int clients, double brick, double local, const char* unit,
+         double brick_cpu, double brick_cs) {
+  std::printf("%-22s %7d %14.0f %14.0f %8.2f  %-8s %9.1f %9.1f %7.1f\n", what, clients, brick,
+              local, local > 0 ? brick / local : 0.0, unit, brick_cpu, last_cpu_us, brick_cs);
 }
 
 bool ParseArgs(int argc, char** argv, Options* o) {
@@ -124,6 +148,9 @@ bool ParseArgs(int argc, char** argv, Options* o) {
     } else if (a == "--disk-threads") {
       const char* v = next();
       if (!v || (o->disk_threads = std::atoi(v)) < 1 || o->disk_threads > 256) return false;
+    } else if (a == "--io-threads") {
+      const char* v = next();
+      if (!v || (o->io_threads = std::atoi(v)) < 1 || o->io_threads > 64) return false;
     } else if (a == "--cases") {
       const char* v = next();
       if (!v) return false;
@@ -162,6 +189,7 @@ int main(int argc, char** argv) {
     brick::BrickServerOptions so;
     so.dir = brick_dir;
     so.disk_threads = o.disk_threads;
+    so.io_threads = o.io_threads;
     so.backend.journal.fsync_policy = o.fsync;
     auto server = brick::BrickServer::Start(so);
     if (!server.ok()) {
@@ -184,7 +212,10 @@ int main(int argc, char** argv) {
                 std::thread::hardware_concurrency(),
                 std::string(changelog::FsyncPolicyName(o.fsync)).c_str(), o.seconds,
                 root.c_str());
-    std::printf("\n%-22s %7s %14s %14s %8s\n", "case", "clients", "brick", "local", "ratio");
+    std::printf("cpu us:   CPU time of the whole process (clients and brick) per op, brick and "
+                "local;\n          cs: its context switches per brick op\n");
+    std::printf("\n%-22s %7s %14s %14s %8s  %-8s %9s %9s %7s\n", "case", "clients", "brick",
+                "local", "ratio", "unit", "cpu us", "local", "cs");
 
     const std::string block4k(4096, 'x'), block1m(1 << 20, 'y');
     int round = 0;
@@ -209,6 +240,7 @@ int main(int argc, char** argv) {
         if (made[t].size() < 1000) made[t].push_back(g);
         return Ok(clients[t]->Write(g, 0, block4k));
       });
+      const double bf_cpu = last_cpu_us, bf_cs = last_cs;
       double lf = Run(n, o.seconds, [&](int t, uint64_t i) {
         std::string p = local_dir + "/d" + std::to_string(round) + "-" + std::to_string(t) +
                         "/f" + std::to_string(i);
@@ -217,20 +249,21 @@ int main(int argc, char** argv) {
         bool ok = ::write(fd, block4k.data(), block4k.size()) == 4096;
         return Ok(::close(fd) == 0 && ok, "write");
       });
-      if (o.Want("small")) Row("small files (4 KiB)", n, bf, lf, "files/s");
+      if (o.Want("small")) Row("small files (4 KiB)", n, bf, lf, "files/s", bf_cpu, bf_cs);
       }
       if (o.Want("stat")) {
 
       double bs = Run(n, o.seconds, [&](int t, uint64_t i) {
         return Ok(clients[t]->Getattr(made[t][i % made[t].size()]));
       });
+      const double bs_cpu = last_cpu_us, bs_cs = last_cs;
       double ls = Run(n, o.seconds, [&](int t, uint64_t i) {
         struct stat st;
         std::string p = local_dir + "/d" + std::to_string(round) + "-" + std::to_string(t) +
                         "/f" + std::to_string(i % 1000);
         return Ok(::stat(p.c_str(), &st) == 0, "stat");
       });
-      Row("stat", n, bs, ls, "ops/s");
+      Row("stat", n, bs, ls, "ops/s", bs_cpu, bs_cs);
       }
       if (!o.Want("io")) continue;
 
@@ -256,22 +289,24 @@ int main(int argc, char** argv) {
       double bw = Run(n, o.seconds, [&](int t, uint64_t i) {
         return Ok(clients[t]->Write(big[t], (i % kSlots) << 20, block1m));
       });
+      const double bw_cpu = last_cpu_us, bw_cs = last_cs;
       double lw = Run(n, o.seconds, [&](int t, uint64_t i) {
         return Ok(::pwrite(lfd[t], block1m.data(), block1m.size(),
                            static_cast<off_t>((i % kSlots) << 20)) == (1 << 20),
                   "pwrite");
       });
-      Row("1 MiB writes", n, bw, lw, "MiB/s");
+      Row("1 MiB writes", n, bw, lw, "MiB/s", bw_cpu, bw_cs);
       double br = Run(n, o.seconds, [&](int t, uint64_t i) {
         auto r = clients[t]->Read(big[t], (i % kSlots) << 20, 1 << 20);
         return Ok(r) && !r->empty();
       });
+      const double br_cpu = last_cpu_us, br_cs = last_cs;
       std::vector<std::string> buf(n, std::string(1 << 20, '\0'));
       double lr = Run(n, o.seconds, [&](int t, uint64_t i) {
         return ::pread(lfd[t], buf[t].data(), buf[t].size(),
                        static_cast<off_t>((i % kSlots) << 20)) > 0;
       });
-      Row("1 MiB reads", n, br, lr, "MiB/s");
+      Row("1 MiB reads", n, br, lr, "MiB/s", br_cpu, br_cs);
       for (int fd : lfd) ::close(fd);
     }
     auto st = (*server)->backend()->journal()->stats();

@@ -49,6 +49,7 @@
 #include <linux/openat2.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
@@ -61,10 +62,13 @@
 #include <cerrno>
 #include <cstring>
 #include <limits>
+#include <list>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <shared_mutex>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -128,6 +132,85 @@ class Fd {
 
  private:
   int fd_ = -1;
+};
+
+// A descriptor that may be shared with the brick's cache of open files (see OpenFiles).
+class SharedFd {
+ public:
+  SharedFd() = default;
+  explicit SharedFd(std::shared_ptr<const Fd> fd) : fd_(std::move(fd)) {}
+  int get() const { return fd_ ? fd_->get() : -1; }
+  bool valid() const { return get() >= 0; }
+  void reset(int fd = -1) { fd_ = fd >= 0 ? std::make_shared<const Fd>(fd) : nullptr; }
+  const std::shared_ptr<const Fd>& shared() const { return fd_; }
+
+ private:
+  std::shared_ptr<const Fd> fd_;
+};
+
+// Regular files opened O_RDWR, by gfid: a data op or getattr on a file touched recently skips
+// resolving its handle (an open, a /proc walk to read the gfid xattr, a reopen for I/O). An
+// entry is only used after an fstatat of the file's handle shows the same inode, which the
+// open descriptor keeps from being reused; so a handle removed or replaced (tampered, stale) is
+// noticed exactly as without the cache. Every handle removal erases the entry. Bounded; the
+// least recently used entry goes first.
+class OpenFiles {
+ public:
+  explicit OpenFiles(size_t capacity) : capacity_(capacity) {}
+
+  // The cached descriptor of `g`, if any, and the inode it was opened on. The caller checks
+  // that the handle still is that inode, and calls Erase() if not.
+  std::shared_ptr<const Fd> Get(const Gfid& g, dev_t* dev, ino_t* ino) {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = map_.find(g);
+    if (it == map_.end()) return nullptr;
+    lru_.splice(lru_.begin(), lru_, it->second.pos);
+    *dev = it->second.dev;
+    *ino = it->second.ino;
+    return it->second.fd;
+  }
+  void Put(const Gfid& g, std::shared_ptr<const Fd> fd, const struct stat& st) {
+    if (capacity_ == 0) return;
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = map_.find(g);
+    if (it != map_.end()) {
+      lru_.erase(it->second.pos);
+      map_.erase(it);
+    }
+    while (map_.size() >= capacity_) {
+      map_.erase(lru_.back());
+      lru_.pop_back();
+    }
+    lru_.push_front(g);
+    map_.emplace(g, Slot{std::move(fd), st.st_dev, st.st_ino, lru_.begin()});
+  }
+  void Erase(const Gfid& g) {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = map_.find(g);
+    if (it == map_.end()) return;
+    lru_.erase(it->second.pos);
+    map_.erase(it);
+  }
+
+ private:
+  struct GfidHash {
+    size_t operator()(const Gfid& g) const {
+      uint64_t a, b;
+      std::memcpy(&a, g.bytes.data(), sizeof a);
+      std::memcpy(&b, g.bytes.data() + 8, sizeof b);
+      return static_cast<size_t>(a * 0x9e3779b97f4a7c15ull ^ b);
+    }
+  };
+  struct Slot {
+    std::shared_ptr<const Fd> fd;
+    dev_t dev;
+    ino_t ino;
+    std::list<Gfid>::iterator pos;
+  };
+  const size_t capacity_;
+  std::mutex mu_;
+  std::list<Gfid> lru_;
+  std::unordered_map<Gfid, Slot, GfidHash> map_;
 };
 
 std::string ProcPath(int fd) {
@@ -254,9 +337,10 @@ Result<struct stat> StatFd(int fd) {
 
 // An object opened O_PATH, with its attributes as of opening.
 struct Object {
-  Fd fd;
+  SharedFd fd;  // O_PATH, or O_RDWR when it came from OpenFiles (rdwr)
   struct stat st {};
   Gfid gfid;
+  bool rdwr = false;
   bool is_dir() const { return S_ISDIR(st.st_mode); }
   std::string proc() const { return ProcPath(fd.get()); }
 };
@@ -321,6 +405,13 @@ struct Backend::Impl {
   std::shared_mutex handles_mu;  // exclusive: rewriting dir handles; shared: resolving dirs
   std::atomic<uint64_t> seq{0};  // intent and temp names
   std::vector<std::atomic<bool>> index_dirs = std::vector<std::atomic<bool>>(65536);
+  OpenFiles open_files{OpenFilesCapacity()};
+
+  static size_t OpenFilesCapacity() {
+    struct rlimit rl {};
+    if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return 0;
+    return static_cast<size_t>(std::min<rlim_t>(1024, rl.rlim_cur / 4));
+  }
 
   // --- addressing ----------------------------------------------------------------------------
 
@@ -441,8 +532,22 @@ struct Backend::Impl {
   Result<Object> Resolve(const Gfid& g) {
     if (g.is_null()) return SysErr(EINVAL, "null gfid on brick " + dir);
     if (g == Gfid::Root()) return OpenRoot();
+    const std::string rel = HandleRel(g);
+    dev_t dev;
+    ino_t ino;
+    if (auto fd = open_files.Get(g, &dev, &ino)) {
+      Object o;
+      if (::fstatat(index_fd.get(), rel.c_str(), &o.st, AT_SYMLINK_NOFOLLOW) == 0 &&
+          o.st.st_dev == dev && o.st.st_ino == ino) {
+        o.fd = SharedFd(std::move(fd));
+        o.gfid = g;
+        o.rdwr = true;
+        return o;
+      }
+      open_files.Erase(g);  // the handle is gone or another inode now: resolve afresh
+    }
     Object o;
-    o.fd.reset(::openat(index_fd.get(), HandleRel(g).c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+    o.fd.reset(::openat(index_fd.get(), rel.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
     if (!o.fd.valid()) {
       if (errno == ENOENT) return SysErr(ENOENT, "no object with " + Where(g));
       return SysErr(errno, "open the index entry of " + Where(g));
@@ -469,11 +574,13 @@ struct Backend::Impl {
   Status EnsureIndexDirs(const Gfid& g) {
     size_t slot = static_cast<size_t>(g.bytes[0]) << 8 | g.bytes[1];
     if (index_dirs[slot].load(std::memory_order_acquire)) return Status::Ok();
-    std::string rel = HandleRel(g);
-    for (size_t len : {size_t{2}, size_t{5}}) {
-      std::string d = rel.substr(0, len);
-      if (::mkdirat(index_fd.get(), d.c_str(), 0700) != 0 && errno != EEXIST) {
-        return SysErr(errno, "create index folder .drfs/gfid/" + d + " on brick " + dir);
+    // The leaf first: its parent exists unless this is the first gfid starting with that byte.
+    const std::string leaf = HandleRel(g).substr(0, 5);
+    if (::mkdirat(index_fd.get(), leaf.c_str(), 0700) != 0 && errno != EEXIST) {
+      if (errno != ENOENT ||
+          (::mkdirat(index_fd.get(), leaf.substr(0, 2).c_str(), 0700) != 0 && errno != EEXIST) ||
+          (::mkdirat(index_fd.get(), leaf.c_str(), 0700) != 0 && errno != EEXIST)) {
+        return SysErr(errno, "create index folder .drfs/gfid/" + leaf + " on brick " + dir);
       }
     }
     index_dirs[slot].store(true, std::memory_order_release);
@@ -499,6 +606,7 @@ struct Backend::Impl {
   }
 
   void RemoveHandle(const Gfid& g) {
+    open_files.Erase(g);
     if (::unlinkat(index_fd.get(), HandleRel(g).c_str(), 0) != 0 && errno != ENOENT) {
       DRFS_LOG(Error) << "cannot remove the index entry of " << Where(g) << ": "
                       << std::strerror(errno) << "; it leaks until heal";
@@ -833,7 +941,8 @@ struct Backend::Impl {
   // A tree path of a non-directory inode, by walking the whole tree.
   Result<std::string> FindInode(const struct stat& want);
   // Opens the object for I/O (a regular file, or a directory for fsync) through its O_PATH fd.
-  Result<Fd> Reopen(const Object& o, int flags, const Gfid& g);
+  // A regular file is opened O_RDWR when it can be, and kept in open_files.
+  Result<SharedFd> Reopen(const Object& o, int flags, const Gfid& g);
 };
 
 namespace {
@@ -1004,7 +1113,7 @@ Reply Backend::Impl::Readlink(const Request& q) {
   return r;
 }
 
-Result<Fd> Backend::Impl::Reopen(const Object& o, int flags, const Gfid& g) {
+Result<SharedFd> Backend::Impl::Reopen(const Object& o, int flags, const Gfid& g) {
   if (o.is_dir() && (flags & O_ACCMODE) != O_RDONLY) {
     return SysErr(EISDIR, Where(g) + " is a directory");
   }
@@ -1012,8 +1121,20 @@ Result<Fd> Backend::Impl::Reopen(const Object& o, int flags, const Gfid& g) {
     // Opening a device or a FIFO could block or touch hardware; a brick only does file I/O.
     return SysErr(EINVAL, Where(g) + " is not a regular file");
   }
+  if (o.rdwr) return o.fd;  // already O_RDWR (from open_files)
   // /proc/self/fd/N reopens exactly the inode resolved, never a symlink's target.
-  Fd f(::open(o.proc().c_str(), flags | O_CLOEXEC));
+  const std::string proc = o.proc();
+  if (!o.is_dir()) {
+    Fd rw(::open(proc.c_str(), O_RDWR | O_CLOEXEC));
+    if (rw.valid()) {
+      auto shared = std::make_shared<const Fd>(std::move(rw));
+      open_files.Put(g, shared, o.st);
+      return SharedFd(std::move(shared));
+    }
+    // Not writable (a read-only mount, say): open just for what the op needs, uncached.
+  }
+  SharedFd f;
+  f.reset(::open(proc.c_str(), flags | O_CLOEXEC));
   if (!f.valid()) return SysErr(errno, "open " + Where(g));
   return f;
 }
@@ -1321,27 +1442,56 @@ Reply Backend::Impl::CreateObject(const Request& q) {
     return ToReply(s.WithContext(what));
   };
 
-  // Build the object under .drfs/tmp, complete with gfid, owner and mode.
-  int rc;
-  if (q.op == Op::kMkdir) {
-    rc = ::mkdirat(tmp_fd.get(), in.tmp.c_str(), 0700);
-  } else if (q.op == Op::kSymlink) {
-    rc = ::symlinkat(q.target.c_str(), tmp_fd.get(), in.tmp.c_str());
+  // Build the object under .drfs/tmp, complete with gfid, owner and mode. Regular files and
+  // directories are opened for real, so xattrs, owner and mode are set through the descriptor
+  // (no /proc path walk), and owner and mode are only changed when the kernel did not already
+  // give the wanted ones (running as that owner, umask not in the way). Special files and
+  // symlinks cannot be opened that way: they go through an O_PATH descriptor's /proc path.
+  const bool real_fd = is_dir || S_ISREG(type);
+  Fd obj;
+  if (is_dir) {
+    if (::mkdirat(tmp_fd.get(), in.tmp.c_str(), perm & 0777) != 0) return fail(SysErr(errno, verb));
+    obj.reset(::openat(tmp_fd.get(), in.tmp.c_str(),
+                       O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  } else if (S_ISREG(type)) {
+    obj.reset(::openat(tmp_fd.get(), in.tmp.c_str(),
+                       O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, perm & 0777));
+    if (!obj.valid()) return fail(SysErr(errno, verb));
   } else {
-    rc = ::mknodat(tmp_fd.get(), in.tmp.c_str(), type | 0600, static_cast<dev_t>(q.rdev));
+    int rc = is_link ? ::symlinkat(q.target.c_str(), tmp_fd.get(), in.tmp.c_str())
+                     : ::mknodat(tmp_fd.get(), in.tmp.c_str(), type | 0600,
+                                 static_cast<dev_t>(q.rdev));
+    if (rc != 0) return fail(SysErr(errno, verb));
+    obj.reset(::openat(tmp_fd.get(), in.tmp.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
   }
-  if (rc != 0) return fail(SysErr(errno, verb));
-  Fd obj(::openat(tmp_fd.get(), in.tmp.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
   if (!obj.valid()) return fail(SysErr(errno, "open the new object"));
-  const std::string path = ProcPath(obj.get());
-  if (Status s = WriteGfid(path, q.gfid); !s.ok()) return fail(s);
+  const std::string path = real_fd ? std::string() : ProcPath(obj.get());
+  auto set_xattr = [&](const char* name, std::string_view v, const char* what_set) -> Status {
+    int rc = real_fd ? ::fsetxattr(obj.get(), name, v.data(), v.size(), 0)
+                     : ::setxattr(path.c_str(), name, v.data(), v.size(), 0);
+    return rc == 0 ? Status::Ok() : SysErr(errno, what_set);
+  };
+  const std::string_view gfid_bytes(reinterpret_cast<const char*>(q.gfid.bytes.data()),
+                                    q.gfid.bytes.size());
+  if (Status s = set_xattr(kGfidXattr, gfid_bytes, "set the gfid"); !s.ok()) return fail(s);
   if (!is_dir) {
-    if (Status s = WritePgfid(path, q.parent, q.name); !s.ok()) return fail(s);
+    std::string v(reinterpret_cast<const char*>(q.parent.bytes.data()), q.parent.bytes.size());
+    v += q.name;
+    if (Status s = set_xattr(kPgfidXattr, v, "set the parent"); !s.ok()) return fail(s);
   }
+  auto built = StatFd(obj.get());
+  if (!built.ok()) return fail(built.status());
   // chown before chmod: chown clears set-id bits.
-  if (::fchownat(obj.get(), "", q.uid, gid, AT_EMPTY_PATH) != 0)
-    return fail(SysErr(errno, "chown"));
-  if (!is_link && ::chmod(path.c_str(), perm) != 0) return fail(SysErr(errno, "chmod"));
+  if (built->st_uid != q.uid || built->st_gid != gid) {
+    if (::fchownat(obj.get(), "", q.uid, gid, AT_EMPTY_PATH) != 0)
+      return fail(SysErr(errno, "chown"));
+    built = StatFd(obj.get());
+    if (!built.ok()) return fail(built.status());
+  }
+  if (!is_link && (built->st_mode & 07777) != perm) {
+    int rc = real_fd ? ::fchmod(obj.get(), perm) : ::chmod(path.c_str(), perm);
+    if (rc != 0) return fail(SysErr(errno, "chmod"));
+  }
   if (!is_dir) {
     if (Status s = EnsureIndexDirs(q.gfid); !s.ok()) return fail(s);
     if (::linkat(tmp_fd.get(), in.tmp.c_str(), index_fd.get(), HandleRel(q.gfid).c_str(), 0) != 0) {
@@ -1379,6 +1529,7 @@ Reply Backend::Impl::CreateObject(const Request& q) {
     }
   }
   RemoveIntent(in);
+  if (S_ISREG(type)) open_files.Put(q.gfid, std::make_shared<const Fd>(std::move(obj)), *st);
   Reply r;
   r.attr = ToIatt(*st, q.gfid);
   r.lsn = *lsn;
@@ -1660,7 +1811,7 @@ Reply Backend::Impl::Setattr(const Request& q) {
   auto o = Resolve(q.gfid);
   if (!o.ok()) return ToReply(o.status());
   const uint32_t v = q.attr_valid;
-  Fd trunc;
+  SharedFd trunc;
   if (v & kAttrSize) {
     // Open first so a truncate that cannot happen fails before anything changed.
     auto f = Reopen(*o, O_WRONLY, q.gfid);

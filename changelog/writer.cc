@@ -25,10 +25,14 @@ Status Injected(std::string_view probe, const std::string& what) {
 
 }  // namespace
 
+// An appender waiting for its record. Each has its own condition variable, so that a finished
+// flush wakes exactly the appenders it finished plus the one that leads the next flush, not
+// every appender waiting (with 16 appenders and a batch of 6, that was 10 wake-ups for nothing).
 struct Writer::Waiter {
   Lsn lsn = 0;
   bool done = false;
   Status status;
+  std::condition_variable cv;
 };
 
 std::string_view FsyncPolicyName(FsyncPolicy p) {
@@ -348,7 +352,10 @@ void Writer::FlushLocked(std::unique_lock<std::mutex>& l, bool sync) {
       ++stats_.syncs;
     }
     PublishLocked();
-    for (Waiter* w : batch) w->done = true;
+    for (Waiter* w : batch) {
+      w->done = true;
+      w->cv.notify_one();  // under mu_: the waiter cannot return (and destroy w) before we unlock
+    }
   } else {
     Status err = s.WithContext("changelog " + dir_);
     if (fatal) {
@@ -372,13 +379,15 @@ void Writer::FlushLocked(std::unique_lock<std::mutex>& l, bool sync) {
                       : err;
     // Records queued behind the failed batch would leave an LSN gap: fail them too. They were
     // never written, so for them the failure is definite.
-    for (Waiter* w : batch) w->status = batch_err, w->done = true;
-    for (Waiter* w : pending_) w->status = err, w->done = true;
+    for (Waiter* w : batch) w->status = batch_err, w->done = true, w->cv.notify_one();
+    for (Waiter* w : pending_) w->status = err, w->done = true, w->cv.notify_one();
     pending_.clear();
     buf_.clear();
     next_lsn_ = written_lsn_ + 1;
   }
-  cv_.notify_all();
+  // The oldest appender still waiting leads the next flush.
+  if (!pending_.empty()) pending_.front()->cv.notify_one();
+  cv_.notify_all();  // Sync(), Close() and the interval thread wait on cv_
 }
 
 Result<Lsn> Writer::Append(const Record& record) {
@@ -398,7 +407,7 @@ Result<Lsn> Writer::Append(const Record& record) {
     if (!flushing_) {
       FlushLocked(l, sync);
     } else {
-      cv_.wait(l);
+      w.cv.wait(l);
     }
   }
   if (!w.status.ok()) return w.status;

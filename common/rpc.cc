@@ -4,14 +4,18 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
+#include <pthread.h>
+#include <sys/socket.h>
 
 #include <array>
 #include <atomic>
+#include <cerrno>
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
 #include <limits>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -22,8 +26,11 @@
 //
 // Server: one ServerCore owns the io_context, the acceptor and the io threads. Each connection is
 // a ServerConnection whose socket, timer and read loop live on its own strand. Replies may come
-// from any thread: Send() encodes the frame, queues it under a mutex and, if no write is under
-// way, posts a write to the strand, which drains the whole queue in one gathered write.
+// from any thread: Send() encodes the frame and, under a mutex, if no write is under way and the
+// connection is plain TCP, writes it to the socket at once from the calling thread (a disk
+// thread, for the brick), which saves waking an io thread per reply. Otherwise, or for what the
+// socket does not take, it queues the frame and posts a write to the strand, which drains the
+// whole queue in one gathered write.
 // Connections hold the core (and so the io_context) alive, and Responders hold connections only
 // weakly, so a late reply can never touch a destroyed io_context.
 //
@@ -32,7 +39,10 @@
 // With every socket closed, every pending operation completes (aborted) and run() returns on its
 // own, so no handler is left holding a connection and nothing is detached.
 //
-// Client: all state lives on one strand; public calls post onto it. Calls made while
+// Client: all state lives on one strand, except what `mu` guards (the call table and the write
+// queue), which lets a call on a plain-TCP connection with nothing queued register itself and
+// write its request straight from the caller's thread; every other call posts onto the strand.
+// Calls made while
 // disconnected wait in `unsent` for the next connection attempt, which is scheduled no earlier
 // than the backoff allows; a failed attempt fails exactly those calls with Unavailable.
 
@@ -242,6 +252,10 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     peer_->address = ec ? std::string("unknown peer") : FormatEndpoint(ep);
     socket().set_option(tcp::no_delay(true), ec);
     if (!transport_.tls()) {
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        direct_fd_ = socket().native_handle();
+      }
       DoRead();
       return;
     }
@@ -275,6 +289,25 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     {
       std::lock_guard<std::mutex> l(mu_);
       if (closed_) return;
+      if (!write_scheduled_ && direct_fd_ >= 0) {
+        // Nothing queued or being written: write from this thread, sparing the io thread a
+        // wake-up. Whatever the socket does not take at once (or an error, which the
+        // strand's write then reports) goes the usual way.
+        size_t done = 0;
+        while (done < bytes.size()) {
+          ssize_t n = ::send(direct_fd_, bytes.data() + done, bytes.size() - done,
+                             MSG_DONTWAIT | MSG_NOSIGNAL);
+          if (n > 0) {
+            done += static_cast<size_t>(n);
+          } else if (n < 0 && errno == EINTR) {
+            continue;
+          } else {
+            break;
+          }
+        }
+        if (done == bytes.size()) return;
+        bytes.erase(0, done);
+      }
       queue_.push_back(std::move(bytes));
       start = !write_scheduled_;
       write_scheduled_ = true;
@@ -404,6 +437,9 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   std::mutex mu_;
   bool closed_ = false;
   bool write_scheduled_ = false;  // a DoWrite is posted or a write is under way
+  // Plain TCP: the socket, which Send() may write to directly while no write is scheduled.
+  // Only used under mu_ and while !closed_, and CloseNow() sets closed_ before closing it.
+  int direct_fd_ = -1;
   std::vector<std::string> queue_;
 };
 
@@ -484,7 +520,10 @@ Status RpcServer::Start(const std::string& host, uint16_t port, const TlsConfig&
   core->work.emplace(core->io.get_executor());
   core->DoAccept();
   for (int i = 0; i < core->options.io_threads; ++i) {
-    core->threads.emplace_back([c = core.get()] { c->io.run(); });
+    core->threads.emplace_back([c = core.get()] {
+      pthread_setname_np(pthread_self(), "rpc-server-io");
+      c->io.run();
+    });
   }
   core_ = std::move(core);
   DRFS_LOG(Debug) << "RPC server listening on " << core_->listen_address
@@ -547,7 +586,7 @@ struct ClientConn {
   bool timed_out = false;
   bool got_reply = false;
   bool writing = false;
-  std::vector<std::string> queue;
+  std::vector<std::string> queue;  // guarded by ClientCore::mu, as `writing`
   std::vector<std::string> batch;
   std::vector<asio::const_buffer> bufs;
   std::array<char, kReadChunk> buf{};
@@ -566,13 +605,20 @@ struct ClientCore {
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
   std::vector<std::thread> threads;
 
-  // Everything below is touched only on `strand`.
+  // Guards `calls`, `next_id`, `direct`, `deadline_armed`, and the queue and writing flag of the
+  // connection. Never held while a callback runs.
+  std::mutex mu;
+  // Plain TCP, connected: the connection callers may write to directly (under mu, when nothing
+  // is queued or being written). Cleared under mu before its socket is closed.
+  std::shared_ptr<ClientConn> direct;
+
+  // Everything below is touched only on `strand` (or under mu, where said).
   enum class State { kIdle, kConnecting, kConnected };
   struct Pending {
     uint16_t op = 0;
     RpcClient::Callback done;
     std::string bytes;  // the encoded request until it is handed to a connection
-    std::unique_ptr<asio::steady_timer> timer;
+    Clock::time_point deadline;
   };
   State state = State::kIdle;
   std::shared_ptr<ClientConn> conn;
@@ -580,13 +626,21 @@ struct ClientCore {
   std::unordered_map<uint64_t, Pending> calls;
   std::vector<uint64_t> unsent;
   asio::steady_timer reconnect_timer{strand};
+  // One timer for every call's deadline, set to the earliest (calls all get the same timeout, so
+  // a new call's deadline is never earlier than one already set): no timer per call.
+  asio::steady_timer deadline_timer{strand};
+  bool deadline_armed = false;
   std::chrono::milliseconds backoff{0};
   Clock::time_point next_attempt{};
   bool shutting_down = false;
   std::function<void(const Status&)> on_connect_result;  // the first Connect() waits on it
 
   void StartCall(uint16_t op, std::string payload, RpcClient::Callback done);
-  void OnTimeout(uint64_t id);
+  // From the caller's thread: registers and writes the call directly if the connection allows
+  // it right now; false (nothing done) otherwise.
+  bool TryDirectCall(uint16_t op, std::string& payload, RpcClient::Callback& done);
+  void ArmDeadline(Clock::time_point at);
+  void OnDeadline();
   void ScheduleConnect();
   void DoConnect();
   void ConnectFailed(const std::shared_ptr<ClientConn>& c, const std::string& reason);
@@ -610,35 +664,93 @@ void ClientCore::StartCall(uint16_t op, std::string payload, RpcClient::Callback
                          target + " does not fit a frame; split it"));
     return;
   }
+  std::unique_lock<std::mutex> l(mu);
   const uint64_t id = ++next_id;
   Pending p;
   p.op = op;
   p.done = std::move(done);
   p.bytes = EncodeFrame(Frame{kFrameRequest, op, id, std::move(payload)});
-  p.timer = std::make_unique<asio::steady_timer>(strand);
-  p.timer->expires_after(options.request_timeout);
-  p.timer->async_wait([this, id](const ErrorCode& ec) {
-    if (!ec) OnTimeout(id);
-  });
+  p.deadline = Clock::now() + options.request_timeout;
+  if (!deadline_armed) ArmDeadline(p.deadline);
   auto& slot = calls[id] = std::move(p);
   if (state == State::kConnected) {
     conn->queue.push_back(std::move(slot.bytes));
+    l.unlock();
     StartWrite(conn);
     return;
   }
+  l.unlock();
   unsent.push_back(id);
   if (state == State::kIdle) ScheduleConnect();
 }
 
-void ClientCore::OnTimeout(uint64_t id) {
-  auto it = calls.find(id);
-  if (it == calls.end()) return;
-  Pending p = std::move(it->second);
-  calls.erase(it);
-  p.done(DeadlineExceeded("call to " + target + " (op " + std::to_string(p.op) +
-                          ") got no reply within " + Ms(options.request_timeout) +
-                          "; the server may be overloaded or stuck, and the request may still "
-                          "have run; retry if it is idempotent"));
+bool ClientCore::TryDirectCall(uint16_t op, std::string& payload, RpcClient::Callback& done) {
+  if (payload.size() > std::numeric_limits<uint32_t>::max()) return false;
+  std::lock_guard<std::mutex> l(mu);
+  // Without an armed deadline timer (which only the strand may arm) or with writes pending, the
+  // call takes the strand's way.
+  if (!direct || direct->writing || !direct->queue.empty() || !deadline_armed) return false;
+  const uint64_t id = ++next_id;
+  std::string bytes = EncodeFrame(Frame{kFrameRequest, op, id, std::move(payload)});
+  size_t sent = 0;
+  const int fd = direct->transport.socket().native_handle();
+  while (sent < bytes.size()) {
+    ssize_t n = ::send(fd, bytes.data() + sent, bytes.size() - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n > 0) {
+      sent += static_cast<size_t>(n);
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else {
+      break;  // full, or an error the strand's write will meet and report
+    }
+  }
+  Pending p;
+  p.op = op;
+  p.done = std::move(done);
+  p.deadline = Clock::now() + options.request_timeout;
+  calls[id] = std::move(p);
+  if (sent < bytes.size()) {
+    bytes.erase(0, sent);
+    direct->queue.push_back(std::move(bytes));
+    asio::post(strand, [this, c = direct] {
+      if (c == conn) StartWrite(c);
+    });
+  }
+  return true;
+}
+
+void ClientCore::ArmDeadline(Clock::time_point at) {
+  deadline_armed = true;
+  deadline_timer.expires_at(at);
+  deadline_timer.async_wait([this](const ErrorCode& ec) {
+    if (ec) return;  // cancelled: Shutdown()
+    OnDeadline();
+  });
+}
+
+void ClientCore::OnDeadline() {
+  std::unique_lock<std::mutex> l(mu);
+  deadline_armed = false;
+  const Clock::time_point now = Clock::now();
+  std::vector<Pending> expired;
+  std::optional<Clock::time_point> next;
+  for (auto it = calls.begin(); it != calls.end();) {
+    if (it->second.deadline <= now) {
+      expired.push_back(std::move(it->second));
+      it = calls.erase(it);  // an id left in `unsent` is skipped when its call is gone
+    } else {
+      if (!next || it->second.deadline < *next) next = it->second.deadline;
+      ++it;
+    }
+  }
+  if (next && !shutting_down) ArmDeadline(*next);
+  l.unlock();
+  for (Pending& p : expired) {
+    p.done(DeadlineExceeded("call to " + target + " (op " + std::to_string(p.op) +
+                            ") got no reply within " + Ms(options.request_timeout) +
+                            "; the server may be overloaded or stuck, and the request may "
+                            "still have run; retry if it is idempotent"));
+  }
 }
 
 void ClientCore::ScheduleConnect() {
@@ -722,11 +834,14 @@ void ClientCore::ConnectFailed(const std::shared_ptr<ClientConn>& c, const std::
   backoff = std::min(backoff * 2, options.reconnect_backoff_max);
   DRFS_LOG(Debug) << s.message();
   std::unordered_map<uint64_t, Pending> failed;
-  for (uint64_t id : unsent) {
-    auto it = calls.find(id);
-    if (it == calls.end()) continue;
-    failed.emplace(id, std::move(it->second));
-    calls.erase(it);
+  {
+    std::lock_guard<std::mutex> l(mu);
+    for (uint64_t id : unsent) {
+      auto it = calls.find(id);
+      if (it == calls.end()) continue;
+      failed.emplace(id, std::move(it->second));
+      calls.erase(it);
+    }
   }
   unsent.clear();
   if (on_connect_result) std::exchange(on_connect_result, nullptr)(s);
@@ -737,9 +852,13 @@ void ClientCore::Connected(const std::shared_ptr<ClientConn>& c) {
   c->connect_timer.cancel();
   state = State::kConnected;
   if (on_connect_result) std::exchange(on_connect_result, nullptr)(Status::Ok());
-  for (uint64_t id : unsent) {
-    auto it = calls.find(id);
-    if (it != calls.end()) c->queue.push_back(std::move(it->second.bytes));
+  {
+    std::lock_guard<std::mutex> l(mu);
+    for (uint64_t id : unsent) {
+      auto it = calls.find(id);
+      if (it != calls.end()) c->queue.push_back(std::move(it->second.bytes));
+    }
+    if (!c->transport.tls()) direct = c;
   }
   unsent.clear();
   StartWrite(c);
@@ -748,6 +867,13 @@ void ClientCore::Connected(const std::shared_ptr<ClientConn>& c) {
 
 void ClientCore::ConnectionLost(const std::shared_ptr<ClientConn>& c, const std::string& reason) {
   if (c != conn) return;
+  std::unordered_map<uint64_t, Pending> failed;
+  {
+    // No caller writes to the socket once `direct` is cleared, so it may be closed.
+    std::lock_guard<std::mutex> l(mu);
+    direct.reset();
+    failed = std::exchange(calls, {});
+  }
   c->transport.Close();
   conn.reset();
   state = State::kIdle;
@@ -764,25 +890,29 @@ void ClientCore::ConnectionLost(const std::shared_ptr<ClientConn>& c, const std:
   }
   Status s = Unavailable("connection to " + target + " lost: " + reason + "; retry");
   DRFS_LOG(Info) << s.message();
-  FailAll(std::exchange(calls, {}), s);
+  FailAll(std::move(failed), s);
 }
 
 void ClientCore::FailAll(std::unordered_map<uint64_t, Pending> failed, const Status& s) {
-  for (auto& [id, p] : failed)
-    p.timer->cancel();
   for (auto& [id, p] : failed)
     p.done(s);
 }
 
 void ClientCore::StartWrite(const std::shared_ptr<ClientConn>& c) {
-  if (c->writing || c->queue.empty()) return;
-  c->writing = true;
-  c->batch.swap(c->queue);
+  {
+    std::lock_guard<std::mutex> l(mu);
+    if (c->writing || c->queue.empty()) return;
+    c->writing = true;
+    c->batch.swap(c->queue);
+  }
   c->bufs.clear();
   for (const auto& b : c->batch)
     c->bufs.push_back(asio::buffer(b));
   c->transport.AsyncWrite(c->bufs, [this, c](const ErrorCode& ec, size_t) {
-    c->writing = false;
+    {
+      std::lock_guard<std::mutex> l(mu);
+      c->writing = false;
+    }
     c->batch.clear();
     if (c != conn) return;
     if (ec) {
@@ -813,11 +943,14 @@ void ClientCore::OnRead(const std::shared_ptr<ClientConn>& c, const ErrorCode& e
       s = InvalidArgument("request frame (id " + std::to_string(f.id) + ") sent to a client");
       break;
     }
-    auto it = calls.find(f.id);
-    if (it == calls.end()) continue;  // timed out already
-    Pending p = std::move(it->second);
-    calls.erase(it);
-    p.timer->cancel();
+    Pending p;
+    {
+      std::lock_guard<std::mutex> l(mu);
+      auto it = calls.find(f.id);
+      if (it == calls.end()) continue;  // timed out already
+      p = std::move(it->second);
+      calls.erase(it);
+    }
     c->got_reply = true;
     p.done(std::move(f));
     if (c != conn) return;  // a callback cannot close us, but stay safe
@@ -834,6 +967,13 @@ void ClientCore::OnRead(const std::shared_ptr<ClientConn>& c, const ErrorCode& e
 void ClientCore::Shutdown() {
   shutting_down = true;
   reconnect_timer.cancel();
+  deadline_timer.cancel();
+  std::unordered_map<uint64_t, Pending> failed;
+  {
+    std::lock_guard<std::mutex> l(mu);
+    direct.reset();
+    failed = std::exchange(calls, {});
+  }
   if (conn) {
     conn->connect_timer.cancel();
     conn->resolver.cancel();
@@ -845,7 +985,7 @@ void ClientCore::Shutdown() {
   Status s(Code::kCancelled, "RPC client to " + target +
                                  " was closed before the reply arrived; the request may have run");
   if (on_connect_result) std::exchange(on_connect_result, nullptr)(s);
-  FailAll(std::exchange(calls, {}), s);
+  FailAll(std::move(failed), s);
 }
 
 }  // namespace detail
@@ -874,7 +1014,10 @@ Result<std::unique_ptr<RpcClient>> RpcClient::Connect(const std::string& host, u
   core->ssl_ctx = std::move(ctx);
   core->work.emplace(core->io.get_executor());
   for (int i = 0; i < core->options.io_threads; ++i) {
-    core->threads.emplace_back([c = core.get()] { c->io.run(); });
+    core->threads.emplace_back([c = core.get()] {
+      pthread_setname_np(pthread_self(), "rpc-client-io");
+      c->io.run();
+    });
   }
   std::unique_ptr<RpcClient> client(new RpcClient(std::move(core)));
   auto first = std::make_shared<std::promise<Status>>();
@@ -889,6 +1032,7 @@ Result<std::unique_ptr<RpcClient>> RpcClient::Connect(const std::string& host, u
 }
 
 void RpcClient::Call(uint16_t op, std::string payload, Callback done) {
+  if (core_->TryDirectCall(op, payload, done)) return;
   asio::post(core_->strand,
              [c = core_.get(), op, payload = std::move(payload), done = std::move(done)]() mutable {
                c->StartCall(op, std::move(payload), std::move(done));

@@ -657,6 +657,64 @@ TEST_F(BackendTest, CreateWithAGfidThatExistsIsRefused) {
   EXPECT_EQ(Join(Check()), "");
 }
 
+// The brick keeps recently used files open (by gfid); a file whose last name is gone must still
+// be gone by gfid at once, however it went.
+TEST_F(BackendTest, AFileGoneFromTheTreeIsGoneByGfidThoughItWasJustUsed) {
+  const Gfid root = Gfid::Root();
+  Gfid a = Gfid::Random(), b = Gfid::Random(), c = Gfid::Random();
+  ASSERT_EQ(Create(root, "a", 0644, a).err, 0);
+  ASSERT_EQ(Create(root, "b", 0644, b).err, 0);
+  ASSERT_EQ(Create(root, "c", 0644, c).err, 0);
+  for (const Gfid& g : {a, b, c}) {
+    ASSERT_EQ(Write(g, 0, "data").err, 0);
+    ASSERT_EQ(Do(ByGfid(Op::kGetattr, g)).attr.size, 4u);
+  }
+  ASSERT_EQ(Do(Entry(Op::kUnlink, root, "a")).err, 0);
+  ASSERT_EQ(Rename(root, "b", root, "c").err, 0);  // replaces c
+  EXPECT_EQ(Write(a, 0, "x").err, ENOENT);
+  EXPECT_EQ(Do(ByGfid(Op::kGetattr, a)).err, ENOENT);
+  EXPECT_EQ(Write(c, 0, "x").err, ENOENT);
+  EXPECT_EQ(Do(ByGfid(Op::kGetattr, c)).err, ENOENT);
+  Reply moved = Write(b, 4, "more");
+  EXPECT_EQ(moved.err, 0);
+  EXPECT_EQ(moved.attr.size, 8u);
+  EXPECT_EQ(Do(Entry(Op::kLookup, root, "c")).attr.gfid, b);
+  EXPECT_EQ(Join(Check()), "");
+}
+
+// Modes come out as asked whatever the brick process's umask, with owner and set-id bits too.
+TEST_F(BackendTest, CreateModesDoNotDependOnTheUmask) {
+  const Gfid root = Gfid::Root();
+  ::umask(077);
+  Reply f = Create(root, "f", 0666);
+  Reply s = Create(root, "s", 02755);
+  Reply d = Mkdir(root, "d", 01777);
+  Request q = Entry(Op::kCreate, root, "owned");
+  q.gfid = Gfid::Random();
+  q.mode = 04750;
+  q.uid = 4321;
+  q.gid = 8765;
+  q.flags = brick_proto::kCreateExclusive;
+  Reply o = Do(q);
+  ASSERT_EQ(f.err, 0);
+  ASSERT_EQ(s.err, 0);
+  ASSERT_EQ(d.err, 0);
+  ASSERT_EQ(o.err, 0);
+  EXPECT_EQ(f.attr.mode, S_IFREG | 0666u);
+  EXPECT_EQ(s.attr.mode, S_IFREG | 02755u);
+  EXPECT_EQ(d.attr.mode, S_IFDIR | 01777u);
+  EXPECT_EQ(o.attr.mode, S_IFREG | 04750u);
+  EXPECT_EQ(o.attr.uid, 4321u);
+  EXPECT_EQ(o.attr.gid, 8765u);
+  struct stat st {};
+  ASSERT_EQ(::stat((dir_ + "/owned").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode, S_IFREG | 04750u);
+  EXPECT_EQ(st.st_uid, 4321u);
+  ASSERT_EQ(::stat((dir_ + "/d").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode, S_IFDIR | 01777u);
+  EXPECT_EQ(Join(Check()), "");
+}
+
 TEST_F(BackendTest, JournalHoldsExactlyTheMutationsInOrder) {
   const Gfid root = Gfid::Root();
   const Gfid d = G(1), f = G(2), s = G(3), n = G(4), e = G(5);

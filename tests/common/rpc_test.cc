@@ -276,6 +276,61 @@ TEST(Rpc, ThousandCallsInFlightFromFourThreadsAnsweredOutOfOrder) {
   EXPECT_EQ(server.connection_count(), 1u);  // all multiplexed on one connection
 }
 
+// Requests and replies are written straight from the calling thread while the socket is idle,
+// and through the io thread for whatever the socket does not take at once: large frames from
+// several threads at a time must still arrive whole and unmixed, both ways.
+TEST(Rpc, LargeCallsFromSeveralThreadsArriveWholeBothWays) {
+  RpcServer server;
+  std::vector<std::thread> answerers;
+  std::mutex mu;
+  ASSERT_OK(server.Start("127.0.0.1", 0, {},
+                         [&](std::shared_ptr<const PeerInfo>, Frame req, Responder reply) {
+                           std::lock_guard<std::mutex> l(mu);
+                           answerers.emplace_back([req = std::move(req), reply]() mutable {
+                             std::reverse(req.payload.begin(), req.payload.end());
+                             reply.Send(req.op, std::move(req.payload));
+                           });
+                         }));
+  auto client = MustConnect(server.port());
+  ASSERT_NE(client, nullptr);
+  constexpr int kThreads = 4, kPerThread = 6;
+  std::vector<std::string> failures(kThreads);
+  std::vector<std::thread> callers;
+  for (int t = 0; t < kThreads; ++t) {
+    callers.emplace_back([&, t] {
+      std::vector<std::pair<std::string, std::future<Result<Frame>>>> calls;
+      for (int i = 0; i < kPerThread; ++i) {
+        std::string payload((1 + (i % 3)) << 20, static_cast<char>('a' + t));
+        for (size_t k = 0; k < payload.size(); k += 1000) payload[k] = static_cast<char>(i + k);
+        auto f = client->Call(static_cast<uint16_t>(t), payload);
+        std::reverse(payload.begin(), payload.end());
+        calls.emplace_back(std::move(payload), std::move(f));
+      }
+      for (auto& [want, f] : calls) {
+        if (f.wait_for(kHangGuard) != std::future_status::ready) {
+          failures[t] = "hang guard";
+          return;
+        }
+        Result<Frame> r = f.get();
+        if (!r.ok()) {
+          failures[t] = r.status().ToString();
+        } else if (r->op != t || r->payload != want) {
+          failures[t] = "a reply of " + std::to_string(r->payload.size()) + " bytes differs";
+        }
+      }
+    });
+  }
+  for (auto& c : callers)
+    c.join();
+  {
+    std::lock_guard<std::mutex> l(mu);
+    for (auto& a : answerers)
+      a.join();
+  }
+  for (const auto& f : failures)
+    EXPECT_EQ(f, "");
+}
+
 TEST(Rpc, ServerRestartFailsCallsWithUnavailableThenReconnects) {
   EchoService svc;
   auto server = std::make_unique<RpcServer>();
@@ -376,6 +431,35 @@ TEST(Rpc, TimeoutFailsTheCallWithDeadlineExceededNamingServerAndOp) {
   auto ok = CallSync(*client, 1, "next");
   ASSERT_OK(ok);
   EXPECT_EQ(ok->payload, "next");
+}
+
+// Calls share one deadline timer: each still times out request_timeout after it was made, while
+// calls answered in time in between are not disturbed.
+TEST(Rpc, StaggeredCallsEachTimeOutOnTheirOwnDeadline) {
+  EchoService svc;
+  RpcServer server;
+  ASSERT_OK(server.Start("127.0.0.1", 0, {}, svc.Handler()));
+  ClientOptions o = FastClientOptions();
+  o.request_timeout = 300ms;
+  auto client = MustConnect(server.port(), {}, o);
+  ASSERT_NE(client, nullptr);
+  const auto start = std::chrono::steady_clock::now();
+  auto first = client->Call(EchoService::kHold, "first");
+  std::this_thread::sleep_for(150ms);
+  auto second = client->Call(EchoService::kHold, "second");
+  for (int i = 0; i < 5; ++i) ASSERT_OK(CallSync(*client, 1, "answered"));
+  auto r1 = first.get();
+  const auto t1 = std::chrono::steady_clock::now() - start;
+  auto r2 = second.get();
+  const auto t2 = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(r1.status().code(), Code::kDeadlineExceeded) << r1.status().ToString();
+  EXPECT_EQ(r2.status().code(), Code::kDeadlineExceeded) << r2.status().ToString();
+  EXPECT_GE(t1, 300ms);
+  EXPECT_GE(t2, 450ms);
+  EXPECT_GE(t2 - t1, 75ms) << "the first call was held back to the second one's deadline";
+  ASSERT_TRUE(svc.WaitHeld(2));
+  svc.TakeHeld();
+  ASSERT_OK(CallSync(*client, 1, "still fine"));
 }
 
 TEST(Rpc, MalformedInputClosesOnlyThatConnectionAndIsLogged) {
