@@ -47,7 +47,8 @@ constexpr char kPeerUsage[] =
     "  status                list the other nodes of the pool and whether they answer\n"
     "\n"
     "Common options: --daemon HOST:PORT (default $DRFS_DAEMON or 127.0.0.1:24100),\n"
-    "--tls-cert F --tls-key F --tls-ca F (a certificate with role 'daemon'), --json.\n";
+    "--tls-cert F --tls-key F --tls-ca F (a certificate with role 'daemon'), --json,\n"
+    "--timeout S (connecting to drfsd; default 5).\n";
 
 constexpr char kVolumeUsage[] =
     "usage: drfs volume <command> ... [--daemon HOST:PORT] [--json]\n"
@@ -66,7 +67,8 @@ constexpr char kVolumeUsage[] =
     "  reset NAME [KEY|all]  put options back to their defaults\n"
     "\n"
     "Common options: --daemon HOST:PORT (default $DRFS_DAEMON or 127.0.0.1:24100),\n"
-    "--tls-cert F --tls-key F --tls-ca F (a certificate with role 'daemon'), --json.\n";
+    "--tls-cert F --tls-key F --tls-ca F (a certificate with role 'daemon'), --json,\n"
+    "--timeout S (connecting to drfsd; default 5).\n";
 
 const OptionSpec kClientSpec{{"json"}, {"daemon", "tls-cert", "tls-key", "tls-ca", "timeout"}};
 
@@ -87,6 +89,16 @@ std::optional<int> CheckClientOptions(const Args& a, const char* usage) {
     return UsageError("--timeout must be 1-3600 seconds", usage);
   }
   return std::nullopt;
+}
+
+// The common start of `drfs peer|volume CMD ...`: help, options, --daemon and --timeout. An
+// exit code when the command ends here; otherwise *out holds the arguments after CMD.
+std::optional<int> ParseClientCommand(int argc, char** argv, int first, const char* usage, Args* out) {
+  if (auto h = HandleHelp(argc, argv, first, usage)) return *h;
+  auto parsed = ParseArgs(argc, argv, first + 1, kClientSpec);
+  if (!parsed.ok()) return UsageError(parsed.status().message(), usage);
+  *out = std::move(*parsed);
+  return CheckClientOptions(*out, usage);
 }
 
 // Sends one request to the daemon named by --daemon / $DRFS_DAEMON.
@@ -287,12 +299,9 @@ int DaemonMain(int argc, char** argv, int first) {
 // ------------------------------------------------------------------ peer
 
 int PeerMain(int argc, char** argv, int first) {
-  if (auto h = HandleHelp(argc, argv, first, kPeerUsage)) return *h;
+  Args a;
+  if (auto exit = ParseClientCommand(argc, argv, first, kPeerUsage, &a)) return *exit;
   const std::string cmd = argv[first];
-  auto parsed = ParseArgs(argc, argv, first + 1, kClientSpec);
-  if (!parsed.ok()) return UsageError(parsed.status().message(), kPeerUsage);
-  const Args& a = *parsed;
-  if (auto e = CheckClientOptions(a, kPeerUsage)) return *e;
   const auto& pos = a.positional;
   if (cmd == "probe") {
     if (pos.size() != 1) return UsageError("peer probe takes HOST[:PORT]", kPeerUsage);
@@ -482,12 +491,9 @@ int VolumeCreateCmd(const Args& a) {
 }
 
 int VolumeMain(int argc, char** argv, int first) {
-  if (auto h = HandleHelp(argc, argv, first, kVolumeUsage)) return *h;
+  Args a;
+  if (auto exit = ParseClientCommand(argc, argv, first, kVolumeUsage, &a)) return *exit;
   const std::string cmd = argv[first];
-  auto parsed = ParseArgs(argc, argv, first + 1, kClientSpec);
-  if (!parsed.ok()) return UsageError(parsed.status().message(), kVolumeUsage);
-  const Args& a = *parsed;
-  if (auto e = CheckClientOptions(a, kVolumeUsage)) return *e;
   const auto& pos = a.positional;
   auto need = [&](size_t lo, size_t hi, const char* what) -> std::optional<int> {
     if (pos.size() < lo || pos.size() > hi) return UsageError(std::string("volume ") + cmd + " takes " + what, kVolumeUsage);
