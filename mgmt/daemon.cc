@@ -245,7 +245,13 @@ Status Daemon::Impl::Init() {
   const std::string lock_path = opt_.state_dir + "/drfsd.lock";
   lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (lock_fd_ < 0) return FailedPrecondition("cannot open " + lock_path + ": " + ErrnoText(errno));
-  if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+  // A daemon that was just killed releases the lock as it exits, which may take a moment:
+  // wait a little before calling it a second daemon (systemd restarts at once).
+  bool locked = false;
+  for (int i = 0; i < 60 && !(locked = ::flock(lock_fd_, LOCK_EX | LOCK_NB) == 0); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  if (!locked) {
     char buf[32] = {};
     ssize_t n = ::pread(lock_fd_, buf, sizeof buf - 1, 0);
     std::string pid = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "?";
