@@ -339,7 +339,12 @@ int PeerMain(int argc, char** argv, int first) {
       Table t({"Hostname", "Port", "Uuid", "State"});
       for (const auto& p : peers) {
         std::string state = p.GetString("state");
-        if (!p.GetBool("connected")) state += " (" + p.GetString("error") + ")";
+        if (!p.GetBool("connected")) {
+          state += " (" + p.GetString("error") + ")";
+        } else if (!p.GetBool("config_in_sync", true)) {
+          state += " (configuration generation " + Str(p.GetInt("generation")) + " differs from this node's " +
+                   Str(r.GetInt("generation")) + ")";
+        }
         t.Add({p.GetString("host"), Str(p.GetInt("port")), p.GetString("uuid"), state});
       }
       t.Print(std::cout);

@@ -3,6 +3,9 @@
 #include <cctype>
 #include <set>
 
+#include <cstdio>
+
+#include "common/crc32c.h"
 #include "mgmt/options.h"
 
 namespace drfs::mgmt {
@@ -60,6 +63,12 @@ Value ClusterConfig::ToValue() const {
     vs.Push(std::move(e));
   }
   return v;
+}
+
+std::string ClusterConfig::Digest() const {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "%08x", crc32c::Value(EncodeValue(ToValue())));
+  return buf;
 }
 
 Result<ClusterConfig> ClusterConfig::FromValue(const Value& v) {

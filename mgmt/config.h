@@ -60,6 +60,9 @@ struct ClusterConfig {
   const PeerConf* FindPeerByHost(const std::string& host) const;
 
   Value ToValue() const;
+  // A fingerprint of the whole configuration (CRC32C of its encoding, in hex). Two nodes at
+  // the same generation must have the same one.
+  std::string Digest() const;
   // InvalidArgument when the value is not a well-formed config: every field present, brick
   // paths canonical, brick counts a multiple of the replica count, option values valid, peer
   // uuids and hosts unique. A config from a peer is checked as strictly as one typed in.

@@ -390,6 +390,7 @@ Result<Value> Daemon::Impl::Hello() {
   v["host"] = opt_.hostname;
   v["port"] = static_cast<int64_t>(port());
   v["generation"] = c.generation;
+  v["digest"] = c.Digest();
   v["peers"] = static_cast<int64_t>(c.peers.size());
   v["volumes"] = static_cast<int64_t>(c.volumes.size());
   return v;
@@ -892,6 +893,9 @@ Result<Value> Daemon::Impl::PeerStatus() {
     e["state"] = hello.ok() ? "Connected" : "Disconnected";
     e["error"] = hello.ok() ? "" : hello.status().message();
     e["generation"] = hello.ok() ? hello->GetInt("generation") : -1;
+    // false: same generation as this node but other content (see the heartbeat), or behind.
+    e["config_in_sync"] = hello.ok() && hello->GetInt("generation") == c.generation &&
+                          hello->GetString("digest") == c.Digest();
     r["peers"].Push(std::move(e));
   }
   return r;
@@ -1606,7 +1610,22 @@ void Daemon::Impl::HeartbeatLoop() {
         }
         peer_state_[p.uuid] = now;
       }
-      if (!hello.ok() || hello->GetInt("generation") == c.generation) continue;
+      if (!hello.ok()) continue;
+      if (hello->GetInt("generation") == c.generation) {
+        // Same generation, different content: two changes were committed over each other
+        // (a lock lease ran out mid-commit). Nothing here can tell which one the operator
+        // meant; say so loudly, and in `peer status`.
+        const std::string theirs = hello->GetString("digest");
+        if (!theirs.empty() && theirs != c.Digest()) {
+          std::lock_guard<std::mutex> l(mu_);
+          if (peer_state_[p.uuid].empty()) {
+            DRFS_LOG(Error) << "peer " << p.host << " holds a different configuration at the same generation "
+                            << c.generation << "; compare 'drfs volume info --json' on both nodes";
+          }
+          peer_state_[p.uuid] = "configuration differs at generation " + std::to_string(c.generation);
+        }
+        continue;
+      }
       if (hello->GetInt("generation") < c.generation) {
         // The peer missed a commit, and may have no way to learn of it (a node being probed in
         // knows no peers yet): send it ours.

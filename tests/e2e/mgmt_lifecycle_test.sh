@@ -91,6 +91,8 @@ expect_fail "is this node" peer probe "127.0.0.1:$PORT"
 json 1 "[p['uuid'] and p['host'] and p['port'] and p['generation'] for p in j['peers']] and j['self']['uuid']" \
   peer status >/dev/null || fail "peer status json fields"
 d 2 peer status | grep -q "^Hostname  *Port  *Uuid  *State" || fail "peer status table header"
+[ "$(json 3 "all(p['config_in_sync'] for p in j['peers'])" peer status)" = True ] ||
+  fail "nodes do not hold the same configuration after the probes"
 
 # --- create, with every validation first (none may change anything)
 before=$(d 2 volume info --json)
