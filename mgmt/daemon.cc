@@ -550,12 +550,21 @@ Status Daemon::Impl::ApplyConfig(const ClusterConfig& in, std::vector<std::strin
     // Only bricks this change adds. An existing brick without its mark is most likely an
     // unmounted disk's mount point: marking it here would defeat the check that keeps drfsd
     // from serving it (MakeSpec).
-    if (before.count(path) != 0) continue;
+    // (A path that now belongs to a different volume, deleted and re-created while this node
+    // was down, is new to it: it gets the new volume's mark, as it would have online.)
+    if (auto it = before.find(path); it != before.end() && it->second == vid) continue;
     if (Status made = MkdirP(path); !made.ok()) {
       if (warnings) warnings->push_back(made.message());
       continue;
     }
-    if (ReadMarker(path) != vid &&
+    const std::string mark = ReadMarker(path);
+    if (!mark.empty() && mark != vid && !(before.count(path) && before.at(path) == mark)) {
+      // Someone else's mark (not the volume this node just dropped): leave it; the brick will
+      // not start and says why.
+      if (warnings) warnings->push_back("brick " + opt_.hostname + ":" + path + " carries volume id " + mark + "; not re-marking it");
+      continue;
+    }
+    if (mark != vid &&
         ::setxattr(path.c_str(), kVolumeIdXattr, vid.data(), vid.size(), 0) != 0) {
       if (warnings) warnings->push_back("cannot mark brick " + opt_.hostname + ":" + path + " with its volume id: " + ErrnoText(errno));
     }
