@@ -72,22 +72,32 @@ constexpr char kVolumeUsage[] =
 
 const OptionSpec kClientSpec{{"json"}, {"daemon", "tls-cert", "tls-key", "tls-ca", "timeout"}};
 
-// Checks --daemon (or $DRFS_DAEMON) and --timeout; a bad one is a usage error (exit 2).
-std::optional<int> CheckClientOptions(const Args& a, const char* usage) {
+// Where the CLI's requests go: --daemon (or $DRFS_DAEMON, or 127.0.0.1:24100) and --timeout.
+struct DaemonTarget {
+  std::string host;
+  uint16_t port = 0;
+  uint64_t timeout_s = 5;
+};
+
+Result<DaemonTarget> ParseDaemonTarget(const Args& a) {
   std::string addr = a.Get("daemon").value_or("");
   if (addr.empty()) {
     const char* env = std::getenv("DRFS_DAEMON");
     addr = env && *env ? env : "127.0.0.1";
   }
-  std::string host;
-  uint16_t port;
-  if (Status s = mgmt::ParseHostPort(addr, mgmt::kDefaultDaemonPort, &host, &port); !s.ok()) {
-    return UsageError("--daemon (or $DRFS_DAEMON): " + s.message(), usage);
+  DaemonTarget t;
+  DRFS_RETURN_IF_ERROR(mgmt::ParseHostPort(addr, mgmt::kDefaultDaemonPort, &t.host, &t.port)
+                           .WithContext("--daemon (or $DRFS_DAEMON)"));
+  if (Status s = GetUintOption(a, "timeout", &t.timeout_s); !s.ok() || t.timeout_s == 0 || t.timeout_s > 3600) {
+    return InvalidArgument("--timeout must be 1-3600 seconds");
   }
-  uint64_t timeout_s = 5;
-  if (Status s = GetUintOption(a, "timeout", &timeout_s); !s.ok() || timeout_s == 0 || timeout_s > 3600) {
-    return UsageError("--timeout must be 1-3600 seconds", usage);
-  }
+  return t;
+}
+
+// A bad --daemon or --timeout is a usage error (exit 2).
+std::optional<int> CheckClientOptions(const Args& a, const char* usage) {
+  auto t = ParseDaemonTarget(a);
+  if (!t.ok()) return UsageError(t.status().message(), usage);
   return std::nullopt;
 }
 
@@ -103,16 +113,8 @@ std::optional<int> ParseClientCommand(int argc, char** argv, int first, const ch
 
 // Sends one request to the daemon named by --daemon / $DRFS_DAEMON.
 Result<Value> Call(const Args& a, MgmtOp op, const Value& args) {
-  std::string addr = a.Get("daemon").value_or("");
-  if (addr.empty()) {
-    const char* env = std::getenv("DRFS_DAEMON");
-    addr = env && *env ? env : "127.0.0.1";
-  }
-  std::string host;
-  uint16_t port;
-  DRFS_RETURN_IF_ERROR(mgmt::ParseHostPort(addr, mgmt::kDefaultDaemonPort, &host, &port).WithContext("--daemon"));
-  uint64_t timeout_s = 5;
-  DRFS_RETURN_IF_ERROR(GetUintOption(a, "timeout", &timeout_s));
+  DRFS_ASSIGN_OR_RETURN(DaemonTarget target, ParseDaemonTarget(a));
+  const std::string& host = target.host;
   // The RPC layer's reconnect chatter is not for the operator; errors come back as values.
   SetLogLevel(LogLevel::kError);
   const TlsConfig tls = TlsFromArgs(a);
@@ -126,7 +128,7 @@ Result<Value> Call(const Args& a, MgmtOp op, const Value& args) {
                                 " (if that drfsd uses TLS, pass --tls-cert, --tls-key and --tls-ca "
                                 "with this node's daemon certificate)");
   };
-  auto c = mgmt::MgmtClient::Connect(host, port, tls, std::chrono::seconds(timeout_s));
+  auto c = mgmt::MgmtClient::Connect(host, target.port, tls, std::chrono::seconds(target.timeout_s));
   if (!c.ok()) return hint(c.status());
   auto r = (*c)->Call(op, args);
   if (!r.ok()) return hint(r.status());

@@ -24,6 +24,7 @@
 
 #include "brick/client.h"
 #include "changelog/journal.h"
+#include "common/file.h"
 #include "common/gfid.h"
 #include "common/log.h"
 #include "common/thread_pool.h"
@@ -77,26 +78,6 @@ bool PortFree(const std::string& host, uint16_t port) {
   bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
   ::close(fd);
   return ok;
-}
-
-Status MkdirP(const std::string& path) {
-  std::string cur;
-  size_t i = 1;
-  while (i <= path.size()) {
-    size_t j = path.find('/', i);
-    if (j == std::string::npos) j = path.size();
-    cur = path.substr(0, j);
-    if (::mkdir(cur.c_str(), 0755) != 0 && errno != EEXIST) {
-      return FailedPrecondition("cannot create brick directory " + path + ": mkdir " + cur + ": " +
-                                ErrnoText(errno));
-    }
-    i = j + 1;
-  }
-  struct stat st;
-  if (::stat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-    return FailedPrecondition("brick directory " + path + " exists but is not a directory");
-  }
-  return Status::Ok();
 }
 
 std::string ReadMarker(const std::string& path) {
@@ -162,7 +143,10 @@ class Daemon::Impl {
   Result<std::vector<std::string>> RunTxn(const std::function<Status(ClusterConfig*)>& mutate,
                                           const std::string& joining = "",
                                           const std::string& may_skip = "");
-  Result<std::unique_ptr<MgmtClient>> ConnectPeer(const PeerConf& p, std::chrono::milliseconds timeout);
+  // A connection to a peer. Quick calls (hello, lock, stage, status) give up a few seconds
+  // after the peer timeout: a peer that accepts but does not answer is as good as down. Slow
+  // ones (commit, which waits for bricks to start or stop) get the client's long default.
+  Result<std::unique_ptr<MgmtClient>> ConnectPeer(const PeerConf& p, bool slow = false);
   Result<Value> CallPeer(const PeerConf& p, MgmtOp op, const Value& args);
   Status CheckLock(const Value& args);
   Status StageLocal(const ClusterConfig& next, const std::string& joining);
@@ -240,8 +224,8 @@ Status Daemon::Impl::Init() {
     if (n <= 0) return Status(Code::kInternal, "cannot find the drfs binary (/proc/self/exe)");
     opt_.drfs_binary.assign(buf, static_cast<size_t>(n));
   }
-  DRFS_RETURN_IF_ERROR(MkdirP(opt_.state_dir).WithContext("state directory"));
-  DRFS_RETURN_IF_ERROR(MkdirP(opt_.state_dir + "/logs/bricks").WithContext("state directory"));
+  DRFS_RETURN_IF_ERROR(FileSystem::Default()->CreateDirs(opt_.state_dir + "/logs/bricks")
+                           .WithContext("cannot create state directory " + opt_.state_dir));
   const std::string lock_path = opt_.state_dir + "/drfsd.lock";
   lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (lock_fd_ < 0) return FailedPrecondition("cannot open " + lock_path + ": " + ErrnoText(errno));
@@ -509,17 +493,17 @@ Result<Value> Daemon::Impl::CommitOp(const Value& args) {
 
 Status Daemon::Impl::ApplyConfig(const ClusterConfig& in, std::vector<std::string>* warnings) {
   std::lock_guard<std::mutex> apply(apply_mu_);
-  if (in.generation <= Config().generation) {
+  const ClusterConfig old = Config();
+  if (in.generation <= old.generation) {
     return Aborted("node " + SelfName() + " already has configuration generation " +
-                   std::to_string(Config().generation) + " (offered " +
-                   std::to_string(in.generation) + "); retry the command");
+                   std::to_string(old.generation) + " (offered " + std::to_string(in.generation) +
+                   "); retry the command");
   }
   ClusterConfig next = in;
   if (!next.peers.empty() && !next.FindPeer(uuid())) {
     DRFS_LOG(Info) << "this node was detached from its pool; it is on its own now";
     next = ClusterConfig{};
   }
-  ClusterConfig old = Config();
   DRFS_RETURN_IF_ERROR(store_->SaveConfig(next));
   DRFS_LOG(Info) << "configuration generation " << next.generation << " in effect ("
                  << next.peers.size() << " peers, " << next.volumes.size() << " volumes)";
@@ -553,7 +537,9 @@ Status Daemon::Impl::ApplyConfig(const ClusterConfig& in, std::vector<std::strin
     // (A path that now belongs to a different volume, deleted and re-created while this node
     // was down, is new to it: it gets the new volume's mark, as it would have online.)
     if (auto it = before.find(path); it != before.end() && it->second == vid) continue;
-    if (Status made = MkdirP(path); !made.ok()) {
+    if (Status made = FileSystem::Default()->CreateDirs(path).WithContext(
+            "cannot create brick directory " + opt_.hostname + ":" + path);
+        !made.ok()) {
       if (warnings) warnings->push_back(made.message());
       continue;
     }
@@ -670,15 +656,14 @@ Result<Value> Daemon::Impl::PushConfig(const Value& args) {
 // ---------------------------------------------------------------------------------------------
 // Transactions
 
-Result<std::unique_ptr<MgmtClient>> Daemon::Impl::ConnectPeer(const PeerConf& p,
-                                                              std::chrono::milliseconds timeout) {
-  return MgmtClient::Connect(p.host, p.port, opt_.tls, timeout);
+Result<std::unique_ptr<MgmtClient>> Daemon::Impl::ConnectPeer(const PeerConf& p, bool slow) {
+  if (slow) return MgmtClient::Connect(p.host, p.port, opt_.tls, opt_.peer_timeout);
+  return MgmtClient::Connect(p.host, p.port, opt_.tls, opt_.peer_timeout,
+                             opt_.peer_timeout + std::chrono::seconds(5));
 }
 
 Result<Value> Daemon::Impl::CallPeer(const PeerConf& p, MgmtOp op, const Value& args) {
-  // Quick questions (hello, status): a peer that accepts but does not answer is as good as down.
-  DRFS_ASSIGN_OR_RETURN(auto c, MgmtClient::Connect(p.host, p.port, opt_.tls, opt_.peer_timeout,
-                                                    opt_.peer_timeout + std::chrono::seconds(5)));
+  DRFS_ASSIGN_OR_RETURN(auto c, ConnectPeer(p));
   return c->Call(op, args);
 }
 
@@ -719,9 +704,7 @@ Result<std::vector<std::string>> Daemon::Impl::RunTxn(
   };
   DRFS_RETURN_IF_ERROR(LockOp(lock_args, true).status());
   for (const auto& p : nodes) {
-    // Lock and stage are quick: a peer that does not answer within the peer timeout is down.
-    auto c = MgmtClient::Connect(p.host, p.port, opt_.tls, opt_.peer_timeout,
-                                 opt_.peer_timeout + std::chrono::seconds(5));
+    auto c = ConnectPeer(p);  // lock and stage are quick
     Result<Value> locked = c.ok() ? (*c)->Call(MgmtOp::kLock, lock_args) : Result<Value>(c.status());
     if (!locked.ok()) {
       const Code code = locked.status().code();
@@ -763,8 +746,7 @@ Result<std::vector<std::string>> Daemon::Impl::RunTxn(
     // lock was taken meanwhile is skipped and catches up by the heartbeat.
     Result<Value> r = t.client->Call(MgmtOp::kLock, lock_args);
     if (r.ok()) {
-      // Commits wait for bricks to start or stop: give them time.
-      auto c = MgmtClient::Connect(t.peer.host, t.peer.port, opt_.tls, opt_.peer_timeout);
+      auto c = ConnectPeer(t.peer, /*slow=*/true);
       r = c.ok() ? (*c)->Call(MgmtOp::kCommit, txn_args) : Result<Value>(c.status());
     }
     if (!r.ok()) {
@@ -796,7 +778,7 @@ Result<Value> Daemon::Impl::PeerProbe(const Value& args) {
   target.host = args.GetString("host");
   target.port = static_cast<uint16_t>(args.GetInt("port", kDefaultDaemonPort));
   if (target.host.empty()) return InvalidArgument("peer probe needs a host");
-  DRFS_ASSIGN_OR_RETURN(auto client, ConnectPeer(target, opt_.peer_timeout));
+  DRFS_ASSIGN_OR_RETURN(auto client, ConnectPeer(target));
   DRFS_ASSIGN_OR_RETURN(Value hello, client->Call(MgmtOp::kHello, Value::EmptyMap()));
   target.uuid = hello.GetString("uuid");
   const std::string name = target.host + ":" + std::to_string(target.port);
