@@ -23,6 +23,8 @@ enum : uint32_t {
   kFXName = 1u << 10,
   kFXValue = 1u << 11,
   kFName = 1u << 12,  // name alone (hello)
+  kFLock = 1u << 13,  // lock_owner
+  kFPending = 1u << 14,
 };
 
 // Reply groups on success.
@@ -34,6 +36,7 @@ enum : uint32_t {
   kRStatfs = 1u << 4,
   kRCount = 1u << 5,
   kRLsn = 1u << 6,
+  kRPending = 1u << 7,
 };
 
 struct OpInfo {
@@ -47,8 +50,8 @@ const OpInfo& Info(Op op) {
   static const OpInfo kTable[kMaxOp + 1] = {
       {"INVALID", 0, 0, false},
       /* kHello */ {"HELLO", kFName | kFFlags, kRData, false},
-      /* kLookup */ {"LOOKUP", kFEntry, kRAttr, false},
-      /* kGetattr */ {"GETATTR", kFGfid, kRAttr, false},
+      /* kLookup */ {"LOOKUP", kFEntry, kRAttr | kRPending, false},
+      /* kGetattr */ {"GETATTR", kFGfid, kRAttr | kRPending, false},
       /* kSetattr */ {"SETATTR", kFGfid | kFAttr, kRAttr | kRLsn, true},
       /* kMkdir */ {"MKDIR", kFGfid | kFEntry | kFOwner, kRAttr | kRLsn, true},
       /* kCreate */ {"CREATE", kFGfid | kFEntry | kFOwner | kFFlags, kRAttr | kRLsn, true},
@@ -70,8 +73,13 @@ const OpInfo& Info(Op op) {
       /* kSetxattr */ {"SETXATTR", kFGfid | kFXName | kFXValue | kFFlags, kRLsn, true},
       /* kListxattr */ {"LISTXATTR", kFGfid, kRNames, false},
       /* kRemovexattr */ {"REMOVEXATTR", kFGfid | kFXName, kRLsn, true},
-      /* kLookupGfid */ {"LOOKUP_GFID", kFGfid, kRAttr, false},
+      /* kLookupGfid */ {"LOOKUP_GFID", kFGfid, kRAttr | kRPending, false},
       /* kResolveGfid */ {"RESOLVE_GFID", kFGfid, kRData, false},
+      /* kInodelk */ {"INODELK", kFGfid | kFFlags | kFLock | kFPending, kRPending, false},
+      /* kEntrylk */
+      {"ENTRYLK", kFEntry | kFNewEntry | kFFlags | kFLock | kFPending, kRPending, false},
+      /* kXattrop */ {"XATTROP", kFGfid | kFPending, kRPending, false},
+      /* kHealIndex */ {"HEAL_INDEX", kFRange, kREntries, false},
   };
   uint16_t i = static_cast<uint16_t>(op);
   return kTable[i <= kMaxOp ? i : 0];
@@ -113,6 +121,23 @@ bool GetIatt(Decoder* d, Iatt* a) {
          d->GetFixed32(&a->uid) && d->GetFixed32(&a->gid) && d->GetFixed64(&a->rdev) &&
          d->GetFixed64(&a->size) && d->GetFixed64(&a->blocks) && d->GetFixed32(&a->blksize) &&
          GetI64(d, &a->atime_ns) && GetI64(d, &a->mtime_ns) && GetI64(d, &a->ctime_ns);
+}
+
+void PutCounters(std::string* out, const std::vector<int32_t>& v) {
+  PutFixed32(out, static_cast<uint32_t>(v.size()));
+  for (int32_t x : v) PutFixed32(out, static_cast<uint32_t>(x));
+}
+bool GetCounters(Decoder* d, std::vector<int32_t>* v) {
+  uint32_t n = 0;
+  if (!d->GetFixed32(&n)) return false;
+  if (n > kMaxPendingCounters || n > d->remaining() / 4) return false;
+  v->resize(n);
+  for (auto& x : *v) {
+    uint32_t u = 0;
+    if (!d->GetFixed32(&u)) return false;
+    x = static_cast<int32_t>(u);
+  }
+  return true;
 }
 
 Status Malformed(std::string_view what, Op op) {
@@ -187,6 +212,8 @@ void EncodeRequest(const Request& r, std::string* out) {
   if (f & kFXName) PutLengthPrefixed(out, r.xattr_name);
   if (f & kFXValue) PutLengthPrefixed(out, r.xattr_value);
   if (f & kFName) PutLengthPrefixed(out, r.name);
+  if (f & kFLock) PutFixed64(out, r.lock_owner);
+  if (f & kFPending) PutCounters(out, r.pending);
 }
 
 Status DecodeRequest(Op op, std::string_view in, Request* out) {
@@ -231,6 +258,10 @@ Status DecodeRequest(Op op, std::string_view in, Request* out) {
   if (f & kFXName) d.GetLengthPrefixed(&r.xattr_name, kMaxXattrName);
   if (f & kFXValue) d.GetLengthPrefixed(&r.xattr_value, kMaxXattrValue);
   if (f & kFName) d.GetLengthPrefixed(&r.name, kMaxName);
+  if (f & kFLock) d.GetFixed64(&r.lock_owner);
+  if ((f & kFPending) && d.ok() && !GetCounters(&d, &r.pending)) {
+    return Malformed("request (pending counters)", op);
+  }
   if (!d.ok()) return Malformed("request (a field is cut short or over its limit)", op);
   if (!d.empty()) return Malformed("request (trailing bytes)", op);
   *out = std::move(r);
@@ -271,6 +302,7 @@ void EncodeReply(Op op, const Reply& r, std::string* out) {
   }
   if (f & kRCount) PutFixed64(out, r.count);
   if (f & kRLsn) PutFixed64(out, r.lsn);
+  if (f & kRPending) PutCounters(out, r.pending);
 }
 
 Status DecodeReply(Op op, std::string_view in, Reply* out) {
@@ -324,6 +356,9 @@ Status DecodeReply(Op op, std::string_view in, Reply* out) {
     }
     if (f & kRCount) d.GetFixed64(&r.count);
     if (f & kRLsn) d.GetFixed64(&r.lsn);
+    if ((f & kRPending) && d.ok() && !GetCounters(&d, &r.pending)) {
+      return Malformed("reply (pending counters)", op);
+    }
   }
   if (!d.ok()) return Malformed("reply (a field is cut short or over its limit)", op);
   if (!d.empty()) return Malformed("reply (trailing bytes)", op);

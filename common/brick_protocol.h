@@ -53,8 +53,15 @@ enum class Op : uint16_t {
   kRemovexattr = 24,
   kLookupGfid = 25,
   kResolveGfid = 26,
+  // Replication support (volume/): locks held on the brick, and pending-heal markers. None is
+  // journaled; none changes what a user sees.
+  kInodelk = 27,    // lock or unlock gfid (whole file) for lock_owner; see kLock* flags
+  kEntrylk = 28,    // lock or unlock (parent, name) [and (new_parent, new_name)]; name "" locks
+                    // every name of the directory
+  kXattrop = 29,    // add `pending` deltas to gfid's markers; reply: the markers after it
+  kHealIndex = 30,  // list gfids whose markers are not all zero; offset = cookie, length = max
 };
-inline constexpr uint16_t kMaxOp = 26;
+inline constexpr uint16_t kMaxOp = 30;
 
 std::string_view OpName(Op op);
 // "mkdir", "LOOKUP_GFID", ... (case-insensitive); nullopt if no such op.
@@ -97,8 +104,34 @@ inline constexpr uint32_t kAttrAll = (1u << 8) - 1;
 //   kAccess: R_OK|W_OK|X_OK|F_OK mask
 //   kReaddir: kReaddirPlus (return attributes with each entry)
 //   kHello: the client's protocol version
+//   kInodelk/kEntrylk: kLock* bits below
 inline constexpr uint32_t kCreateExclusive = 1;
 inline constexpr uint32_t kReaddirPlus = 1;
+
+// Locks (kInodelk, kEntrylk). Every lock is exclusive and belongs to (connection, lock_owner):
+// the brick drops all of a connection's locks, granted or waited for, when it closes, so a
+// client that dies releases its locks. Without kLockUnlock the request locks: a blocking lock
+// is answered when granted (waiters are served first come, first served); a non-blocking one
+// gets EAGAIN at once when another owner holds a conflicting lock. An entry lock with name ""
+// conflicts with every entry lock of that directory. A request may carry `pending` deltas:
+// a lock applies them once granted (the pre-op), an unlock applies them before releasing (the
+// post-op). Inodelk applies them to gfid; entrylk to parent, and to new_parent when that is
+// set and differs. Unlocking what the owner does not hold is not an error (it also cancels a
+// wait), so a client can always clean up after a timeout.
+inline constexpr uint32_t kLockUnlock = 1u << 0;
+inline constexpr uint32_t kLockBlocking = 1u << 1;
+
+// Pending-heal markers, AFR's model. Each object's markers are a vector of int32 counters
+// (stored in the xattr trusted.drfs.pending): [0..2] are "dirty" for data, metadata and entry
+// (an op is in flight, or its client died mid-way), then three per brick of the replica set,
+// [3 + 3*i + t], meaning "brick i missed changes of type t that this brick has". Xattrop adds
+// deltas element-wise (missing elements are zero) and the brick keeps DIR/.drfs/heal/<gfid>
+// while any counter is not zero, which is what kHealIndex lists.
+inline constexpr int kMarkData = 0;
+inline constexpr int kMarkMetadata = 1;
+inline constexpr int kMarkEntry = 2;
+inline constexpr size_t kMaxPendingCounters = 3 + 3 * 16;
+inline size_t PendingIndex(int brick, int type) { return 3 + 3 * static_cast<size_t>(brick) + type; }
 
 struct Request {
   Op op = Op::kHello;
@@ -119,6 +152,8 @@ struct Request {
   uint64_t size = 0;
   int64_t atime_ns = 0, mtime_ns = 0;
   std::string xattr_name, xattr_value;
+  uint64_t lock_owner = 0;       // kInodelk, kEntrylk
+  std::vector<int32_t> pending;  // kInodelk, kEntrylk, kXattrop: deltas to the markers
   friend bool operator==(const Request&, const Request&) = default;
 };
 
@@ -151,6 +186,9 @@ struct Reply {
   StatfsInfo statfs;
   uint64_t count = 0;  // write: bytes written
   uint64_t lsn = 0;    // mutations: the changelog LSN that journaled it
+  // lookup, getattr, lookup-gfid, xattrop, inodelk, entrylk: the object's markers (empty when
+  // it has none, i.e. all zero). Entrylk reports the parent's.
+  std::vector<int32_t> pending;
   friend bool operator==(const Reply&, const Reply&) = default;
 };
 
@@ -173,5 +211,6 @@ inline constexpr size_t kMaxXattrValue = 64 * 1024;
 inline constexpr size_t kMaxIo = 4 * 1024 * 1024;  // read/write size
 inline constexpr size_t kMaxDirEntries = 4096;
 inline constexpr size_t kMaxMessage = 4096;
+// kHealIndex: entries carry the gfid (name = its text form, type 0).
 
 }  // namespace drfs::brick_proto
