@@ -6,7 +6,6 @@
 #include <string>
 #include <vector>
 
-#include "common/rpc.h"
 #include "common/status.h"
 
 namespace drfs::volume {
@@ -32,9 +31,6 @@ struct Layout {
   bool operator==(const Layout&) const = default;
 };
 
-// Asks the drfsd at `daemon` ("host[:port]") for VOLUME's layout. NotFound when there is no
-// such volume; FailedPrecondition when it is not started.
-Result<Layout> FetchLayout(const std::string& daemon, const std::string& volume,
-                           const TlsConfig& tls, std::chrono::milliseconds timeout);
+// mgmt/layout.h fetches one from a drfsd (mgmt::FetchLayout); volume/ knows nothing of drfsd.
 
 }  // namespace drfs::volume
