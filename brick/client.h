@@ -51,6 +51,8 @@ class BrickClient {
 
   const std::string& brick_id() const { return brick_id_; }
   const std::string& target() const { return rpc_->target(); }
+  // With ClientOptions::reconnect = false: the connection is gone for good (locks with it).
+  bool lost() const { return rpc_->lost(); }
 
  private:
   explicit BrickClient(std::unique_ptr<RpcClient> rpc) : rpc_(std::move(rpc)) {}

@@ -633,6 +633,7 @@ struct ClientCore {
   std::chrono::milliseconds backoff{0};
   Clock::time_point next_attempt{};
   bool shutting_down = false;
+  std::atomic<bool> lost{false};  // reconnect = false and the connection went away
   std::function<void(const Status&)> on_connect_result;  // the first Connect() waits on it
 
   void StartCall(uint16_t op, std::string payload, RpcClient::Callback done);
@@ -657,6 +658,10 @@ void ClientCore::StartCall(uint16_t op, std::string payload, RpcClient::Callback
   if (shutting_down) {
     done(Status(Code::kCancelled, "RPC client to " + target + " is shutting down; op " +
                                       std::to_string(op) + " was not sent"));
+    return;
+  }
+  if (lost) {
+    done(Unavailable("connection to " + target + " was lost; this client does not reconnect"));
     return;
   }
   if (payload.size() > std::numeric_limits<uint32_t>::max()) {
@@ -877,6 +882,7 @@ void ClientCore::ConnectionLost(const std::shared_ptr<ClientConn>& c, const std:
   c->transport.Close();
   conn.reset();
   state = State::kIdle;
+  if (!options.reconnect) lost = true;
   if (c->got_reply) {
     // The connection worked: the next call redials at once.
     backoff = std::chrono::milliseconds(0);
@@ -1049,5 +1055,7 @@ std::future<Result<Frame>> RpcClient::Call(uint16_t op, std::string payload) {
 const std::string& RpcClient::target() const {
   return core_->target;
 }
+
+bool RpcClient::lost() const { return core_->lost; }
 
 }  // namespace drfs

@@ -121,6 +121,10 @@ struct ClientOptions {
   std::chrono::milliseconds reconnect_backoff_initial{50};
   std::chrono::milliseconds reconnect_backoff_max{2000};
   int io_threads = 1;
+  // false: once an established connection is lost, the client stays down and every call fails
+  // with Unavailable at once (see RpcClient::lost()). For callers whose server-side state (locks)
+  // lives and dies with one connection: they make a new client instead.
+  bool reconnect = true;
 };
 
 // One connection to one server, re-established on demand. Thread-safe.
@@ -156,6 +160,8 @@ class RpcClient {
 
   // "host:port"
   const std::string& target() const;
+  // With ClientOptions::reconnect = false: the connection was lost for good.
+  bool lost() const;
 
  private:
   explicit RpcClient(std::unique_ptr<detail::ClientCore> core);

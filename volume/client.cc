@@ -1,0 +1,1168 @@
+#include "volume/client.h"
+
+#include <linux/fs.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <atomic>
+#include <bit>
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <unordered_map>
+
+#include "brick/client.h"
+#include "common/log.h"
+
+namespace drfs::volume {
+
+using brick::BrickClient;
+using brick_proto::Op;
+using brick_proto::Reply;
+using brick_proto::Request;
+using Clock = std::chrono::steady_clock;
+using Mask = uint32_t;
+
+namespace {
+
+constexpr size_t kMaxBricks = 16;
+
+Status Errno(int err, std::string message) { return Status(ErrnoStatus(err, message).code(), std::move(message), err); }
+
+int Popcount(Mask m) { return std::popcount(m); }
+
+// The result of one request on one brick.
+struct Outcome {
+  bool sent = false;        // the brick was asked
+  bool answered = false;    // it replied (transport worked)
+  Reply reply;              // when answered
+  std::string transport_error;
+  bool ok() const { return answered && reply.err == 0; }
+};
+
+// Waits for a set of asynchronous calls.
+class Latch {
+ public:
+  explicit Latch(int n) : n_(n) {}
+  void Done() {
+    std::lock_guard<std::mutex> l(mu_);
+    if (--n_ == 0) cv_.notify_all();
+  }
+  void Wait() {
+    std::unique_lock<std::mutex> l(mu_);
+    cv_.wait(l, [this] { return n_ == 0; });
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int n_;
+};
+
+struct Hasher {
+  size_t operator()(const Gfid& g) const {
+    uint64_t a, b;
+    std::memcpy(&a, g.bytes.data(), 8);
+    std::memcpy(&b, g.bytes.data() + 8, 8);
+    return static_cast<size_t>(a ^ (b * 0x9E3779B97F4A7C15ull));
+  }
+};
+
+}  // namespace
+
+// An open eager-locked write transaction on one file (see client.h).
+struct WriteTxn {
+  Gfid gfid;
+  uint64_t owner = 0;
+  std::vector<std::shared_ptr<BrickClient>> clients;  // the connections that hold the lock
+  Mask locked = 0;   // bricks where the lock and pre-op took
+  Mask failed = 0;   // locked bricks that then failed a write: accused at post-op
+  bool opening = true;
+  bool closing = false;
+  Status open_error;
+  int inflight = 0;
+  std::vector<std::pair<uint64_t, uint64_t>> ranges;  // [start, end) of writes in flight
+  Clock::time_point started, last_used;
+  std::condition_variable cv;
+};
+
+struct VolumeClient::Impl {
+  VolumeClientOptions opts;
+  size_t n = 0;
+  Mask all = 0;
+
+  mutable std::mutex mu;  // guards everything below
+  Layout layout;
+  struct Slot {
+    BrickAddress addr;
+    std::shared_ptr<BrickClient> client;
+    std::string last_error;
+    Clock::time_point next_try{};
+    std::chrono::milliseconds backoff{100};
+    bool connecting = false;
+  };
+  std::vector<Slot> slots;
+  std::unordered_map<Gfid, Mask, Hasher> stale;  // bricks not to read an object from
+  std::unordered_map<Gfid, std::shared_ptr<WriteTxn>, Hasher> txns;
+  bool stopping = false;
+  std::condition_variable bg_cv;
+  std::thread bg;
+
+  uint64_t owner_base = 0;
+  std::atomic<uint64_t> owner_seq{0};
+
+  ~Impl() {
+    {
+      std::lock_guard<std::mutex> l(mu);
+      stopping = true;
+    }
+    bg_cv.notify_all();
+    if (bg.joinable()) bg.join();
+  }
+
+  std::string Name() const { return "volume " + layout.volume; }
+
+  // ---- bricks ----
+
+  std::vector<std::shared_ptr<BrickClient>> Snapshot() {
+    std::lock_guard<std::mutex> l(mu);
+    std::vector<std::shared_ptr<BrickClient>> v(n);
+    bool poke = false;
+    for (size_t i = 0; i < n; ++i) {
+      auto& s = slots[i];
+      if (s.client && s.client->lost()) {
+        s.last_error = "connection lost";
+        s.client.reset();
+        s.next_try = Clock::now();
+        poke = true;
+      }
+      v[i] = s.client;
+    }
+    if (poke) bg_cv.notify_all();
+    return v;
+  }
+  static Mask UpMask(const std::vector<std::shared_ptr<BrickClient>>& v) {
+    Mask m = 0;
+    for (size_t i = 0; i < v.size(); ++i)
+      if (v[i]) m |= 1u << i;
+    return m;
+  }
+  void NoteFailure(size_t i, const std::shared_ptr<BrickClient>& c, const std::string& why) {
+    std::lock_guard<std::mutex> l(mu);
+    if (slots[i].client == c && c && c->lost()) {
+      slots[i].client.reset();
+      slots[i].next_try = Clock::now();
+      bg_cv.notify_all();
+    }
+    slots[i].last_error = why;
+  }
+  Mask ArbiterMask() const {
+    Mask m = 0;
+    for (size_t i = 0; i < n; ++i)
+      if (slots[i].addr.arbiter) m |= 1u << i;
+    return m;
+  }
+
+  // Tries to connect one brick (without holding mu).
+  void TryConnect(size_t i) {
+    BrickAddress addr;
+    {
+      std::lock_guard<std::mutex> l(mu);
+      if (slots[i].client || slots[i].connecting || slots[i].addr.port == 0) return;
+      slots[i].connecting = true;
+      addr = slots[i].addr;
+    }
+    ClientOptions co = opts.rpc;
+    co.reconnect = false;  // a connection is a lock session: a new one is a new client
+    auto c = BrickClient::Connect(addr.host, addr.port, opts.tls, co);
+    std::string err;
+    if (c.ok() && !addr.brick_id.empty() && (*c)->brick_id() != addr.brick_id) {
+      err = "brick at " + addr.host + ":" + std::to_string(addr.port) + " is " + (*c)->brick_id() +
+            ", not " + addr.name + " (" + addr.brick_id + "); the layout is out of date";
+    } else if (!c.ok()) {
+      err = c.status().message();
+    }
+    std::lock_guard<std::mutex> l(mu);
+    Slot& s = slots[i];
+    s.connecting = false;
+    if (err.empty() && s.addr == addr) {
+      s.client = std::shared_ptr<BrickClient>(std::move(*c));
+      s.backoff = std::chrono::milliseconds(100);
+      s.last_error.clear();
+      // Whatever this client believed about the brick's freshness is void now.
+      for (auto& [g, m] : stale) m |= 1u << i;
+      DRFS_LOG(Info) << Name() << ": connected to brick " << addr.name << " at " << addr.host
+                     << ":" << addr.port;
+    } else {
+      if (s.last_error != err && !err.empty()) {
+        DRFS_LOG(Warn) << Name() << ": brick " << addr.name << " unreachable: " << err;
+      }
+      s.last_error = err.empty() ? "layout changed while connecting" : err;
+      s.next_try = Clock::now() + s.backoff;
+      s.backoff = std::min(s.backoff * 2, std::chrono::milliseconds(2000));
+    }
+  }
+
+  // Background: reconnects bricks, and ends idle or old write transactions.
+  void Background() {
+    std::unique_lock<std::mutex> l(mu);
+    while (!stopping) {
+      auto now = Clock::now();
+      auto wake = now + std::chrono::milliseconds(500);
+      std::vector<size_t> connect;
+      for (size_t i = 0; i < n; ++i) {
+        if (!slots[i].client && !slots[i].connecting && slots[i].addr.port != 0) {
+          if (slots[i].next_try <= now) connect.push_back(i);
+          else wake = std::min(wake, slots[i].next_try);
+        }
+      }
+      std::vector<std::shared_ptr<WriteTxn>> expire;
+      for (auto& [g, t] : txns) {
+        if (t->opening || t->closing) continue;
+        auto idle_at = t->last_used + opts.eager_lock_idle;
+        auto max_at = t->started + opts.eager_lock_max;
+        auto at = std::min(idle_at, max_at);
+        if (at <= now && t->inflight == 0) expire.push_back(t);
+        else wake = std::min(wake, std::max(at, now + std::chrono::milliseconds(1)));
+      }
+      if (!connect.empty() || !expire.empty()) {
+        l.unlock();
+        for (size_t i : connect) TryConnect(i);
+        for (auto& t : expire) CloseTxn(t, /*wait_inflight=*/false);
+        l.lock();
+        continue;
+      }
+      bg_cv.wait_until(l, wake);
+    }
+  }
+
+  // ---- quorum and markers ----
+
+  bool HasQuorum(Mask ok) const {
+    const int c = Popcount(ok & all);
+    const int total = static_cast<int>(n);
+    if (layout.quorum_type == "none") return c >= 1;
+    if (layout.quorum_type == "fixed") return c >= std::max(1, layout.quorum_count);
+    if (2 * c > total) return true;
+    return 2 * c == total && (ok & 1u);
+  }
+  std::string QuorumText() const {
+    if (layout.quorum_type == "fixed") return std::to_string(layout.quorum_count) + " of " +
+                                             std::to_string(n) + " bricks (quorum-type fixed)";
+    if (layout.quorum_type == "none") return "one brick (quorum-type none)";
+    if (n % 2 == 0) return "more than half of the " + std::to_string(n) +
+                           " bricks, or half with the first";
+    return "more than half of the " + std::to_string(n) + " bricks";
+  }
+  std::vector<int32_t> Deltas(int type, int dirty, Mask accuse) const {
+    std::vector<int32_t> d(3 + 3 * n, 0);
+    d[type] = dirty;
+    for (size_t j = 0; j < n; ++j)
+      if (accuse & (1u << j)) d[brick_proto::PendingIndex(static_cast<int>(j), type)] = 1;
+    return d;
+  }
+  // Bricks that another brick's markers say are stale.
+  Mask Accused(const std::vector<int32_t>& p) const {
+    Mask m = 0;
+    for (size_t j = 0; j < n; ++j)
+      for (int t = 0; t < 3; ++t) {
+        size_t k = brick_proto::PendingIndex(static_cast<int>(j), t);
+        if (k < p.size() && p[k] > 0) m |= 1u << j;
+      }
+    return m;
+  }
+  void SetStale(const Gfid& g, Mask m) {
+    std::lock_guard<std::mutex> l(mu);
+    if (m == 0) {
+      stale.erase(g);
+      return;
+    }
+    if (stale.size() > 200000) stale.clear();  // a cache: forgetting only costs a re-check
+    stale[g] = m;
+  }
+  void AddStale(const Gfid& g, Mask m) {
+    if (m == 0) return;
+    std::lock_guard<std::mutex> l(mu);
+    if (stale.size() > 200000) stale.clear();
+    stale[g] |= m;
+  }
+  Mask StaleOf(const Gfid& g) {
+    std::lock_guard<std::mutex> l(mu);
+    auto it = stale.find(g);
+    return it == stale.end() ? 0 : it->second;
+  }
+
+  // ---- calls ----
+
+  // Sends `req(i)` to every brick in `mask` at once and waits for all replies.
+  template <typename F>
+  std::vector<Outcome> Fan(const std::vector<std::shared_ptr<BrickClient>>& cl, Mask mask, F&& req) {
+    std::vector<Outcome> out(n);
+    int count = 0;
+    for (size_t i = 0; i < n; ++i)
+      if ((mask & (1u << i)) && cl[i]) ++count;
+    if (count == 0) return out;
+    Latch latch(count);
+    for (size_t i = 0; i < n; ++i) {
+      if (!(mask & (1u << i)) || !cl[i]) continue;
+      out[i].sent = true;
+      Request q = req(i);
+      cl[i]->Call(q, [&out, &latch, i](Result<Reply> r) {
+        if (r.ok()) {
+          out[i].answered = true;
+          out[i].reply = std::move(*r);
+        } else {
+          out[i].transport_error = r.status().message();
+        }
+        latch.Done();
+      });
+    }
+    latch.Wait();
+    for (size_t i = 0; i < n; ++i)
+      if (out[i].sent && !out[i].answered) NoteFailure(i, cl[i], out[i].transport_error);
+    return out;
+  }
+  std::vector<Outcome> FanSame(const std::vector<std::shared_ptr<BrickClient>>& cl, Mask mask,
+                               const Request& q) {
+    return Fan(cl, mask, [&q](size_t) { return q; });
+  }
+  Outcome One(const std::shared_ptr<BrickClient>& c, const Request& q, size_t i) {
+    Outcome o;
+    o.sent = true;
+    auto r = c->Call(q).get();
+    if (r.ok()) {
+      o.answered = true;
+      o.reply = std::move(*r);
+    } else {
+      o.transport_error = r.status().message();
+      NoteFailure(i, c, o.transport_error);
+    }
+    return o;
+  }
+
+  Status NoBrickError(const std::string& what, const std::vector<Outcome>& out) {
+    std::string why;
+    for (size_t i = 0; i < n; ++i) {
+      if (!out[i].transport_error.empty()) {
+        why += (why.empty() ? "" : "; ") + slots[i].addr.name + ": " + out[i].transport_error;
+      }
+    }
+    return Errno(EIO, Name() + ": " + what + ": no brick could be reached" +
+                          (why.empty() ? "" : " (" + why + ")") +
+                          "; check `drfs volume status " + layout.volume + "`");
+  }
+
+  // Read-type op: the bricks to try, best first: up, not stale for gfid, data bricks first
+  // (an arbiter only when `arbiter_ok`).
+  std::vector<size_t> ReadOrder(const std::vector<std::shared_ptr<BrickClient>>& cl,
+                                const Gfid& g, bool arbiter_ok) {
+    Mask bad = StaleOf(g);
+    std::vector<size_t> good, worse;
+    for (size_t i = 0; i < n; ++i) {
+      if (!cl[i]) continue;
+      if (slots[i].addr.arbiter && !arbiter_ok) continue;
+      ((bad & (1u << i)) || slots[i].addr.arbiter ? worse : good).push_back(i);
+    }
+    // Stale bricks only as a last resort for metadata-free reads is wrong for data: skip them.
+    std::vector<size_t> order = good;
+    for (size_t i : worse)
+      if (!(bad & (1u << i))) order.push_back(i);
+    return order;
+  }
+
+  // Runs a read-type request on the best brick, moving on when a brick cannot be reached.
+  Result<Reply> ReadOp(const Gfid& g, const Request& q, bool arbiter_ok = false) {
+    auto cl = Snapshot();
+    auto order = ReadOrder(cl, g, arbiter_ok);
+    std::vector<Outcome> out(n);
+    for (size_t i : order) {
+      out[i] = One(cl[i], q, i);
+      if (!out[i].answered) continue;
+      if (out[i].reply.err != 0) return Errno(out[i].reply.err, out[i].reply.message);
+      return std::move(out[i].reply);
+    }
+    if (order.empty() && UpMask(cl) != 0) {
+      return Errno(EIO, Name() + ": " + std::string(brick_proto::OpName(q.op)) + " of " +
+                            g.ToString() + ": every brick that is up needs heal for it; " +
+                            "wait for `drfs volume heal " + layout.volume + " info` to drain");
+    }
+    return NoBrickError(std::string(brick_proto::OpName(q.op)), out);
+  }
+
+  // Lookup-type request to every brick: the majority's answer wins; markers seen update which
+  // bricks are stale for the object.
+  Result<Reply> LookupAll(const Request& q) {
+    auto cl = Snapshot();
+    auto out = FanSame(cl, UpMask(cl), q);
+    Mask found = 0, answered = 0, accused = 0;
+    for (size_t i = 0; i < n; ++i) {
+      if (!out[i].answered) continue;
+      answered |= 1u << i;
+      if (out[i].reply.err == 0) {
+        found |= 1u << i;
+        accused |= Accused(out[i].reply.pending);
+      }
+    }
+    if (answered == 0) return NoBrickError(std::string(brick_proto::OpName(q.op)), out);
+    // Bricks another brick accuses do not get a vote while a fresh one answered.
+    Mask voters = answered & ~accused ? answered & ~accused : answered;
+    Mask yes = found & voters, no = voters & ~found;
+    if (Popcount(no) > Popcount(yes)) {
+      size_t i = static_cast<size_t>(std::countr_zero(no));
+      return Errno(out[i].reply.err, out[i].reply.message);
+    }
+    Mask fresh_found = yes;
+    // Pick a fresh data brick's attributes (an arbiter's size is always 0).
+    Mask pick = fresh_found & ~ArbiterMask();
+    if (!pick) pick = fresh_found;
+    if (!pick) pick = found;
+    size_t i = static_cast<size_t>(std::countr_zero(pick));
+    Reply r = std::move(out[i].reply);
+    // Stale for this object: accused bricks, and bricks that missed or disagree about it.
+    Mask stale_now = accused | (answered & ~found);
+    for (size_t k = 0; k < n; ++k) {
+      if ((found & (1u << k)) && out[k].reply.attr.gfid != r.attr.gfid) stale_now |= 1u << k;
+    }
+    SetStale(r.attr.gfid, stale_now);
+    return r;
+  }
+
+  // ---- transactions ----
+
+  struct TxnResult {
+    Status status;
+    Reply reply;  // the winning reply, on success
+  };
+
+  // Takes `lock` (an INODELK or ENTRYLK request without flags/owner/pending) on every brick in
+  // `want`, with the pre-op. Tries all at once without waiting; if another owner holds it
+  // somewhere, releases and takes them one by one in brick order, waiting (no deadlock: every
+  // client waits in the same order).
+  Mask Lock(const std::vector<std::shared_ptr<BrickClient>>& cl, Mask want, const Request& lock,
+            uint64_t owner, int type) {
+    Request q = lock;
+    q.lock_owner = owner;
+    q.flags = 0;
+    q.pending = Deltas(type, 1, 0);
+    auto out = FanSame(cl, want, q);
+    Mask got = 0, busy = 0;
+    for (size_t i = 0; i < n; ++i) {
+      if (!out[i].answered) continue;
+      if (out[i].reply.err == 0) got |= 1u << i;
+      else if (out[i].reply.err == EAGAIN) busy |= 1u << i;
+    }
+    if (busy == 0) return got;
+    Unlock(cl, got, lock, owner, Deltas(type, -1, 0), Mask(0));
+    got = 0;
+    q.flags = brick_proto::kLockBlocking;
+    for (size_t i = 0; i < n; ++i) {
+      if (!(want & (1u << i)) || !cl[i]) continue;
+      Outcome o = One(cl[i], q, i);
+      if (o.ok()) got |= 1u << i;
+    }
+    return got;
+  }
+  // Post-op and unlock: `deltas` on the bricks in `mask`, and additionally accusing `accuse`
+  // on the bricks in `winners`.
+  void Unlock(const std::vector<std::shared_ptr<BrickClient>>& cl, Mask mask, const Request& lock,
+              uint64_t owner, const std::vector<int32_t>& deltas, Mask winners,
+              Mask accuse = 0, int type = 0) {
+    if (mask == 0) return;
+    std::vector<int32_t> win = deltas;
+    for (size_t j = 0; j < n; ++j)
+      if (accuse & (1u << j)) win[brick_proto::PendingIndex(static_cast<int>(j), type)] += 1;
+    auto out = Fan(cl, mask, [&](size_t i) {
+      Request q = lock;
+      q.lock_owner = owner;
+      q.flags = brick_proto::kLockUnlock;
+      q.pending = (winners & (1u << i)) ? win : deltas;
+      return q;
+    });
+    for (size_t i = 0; i < n; ++i) {
+      if ((mask & (1u << i)) && !out[i].ok()) {
+        DRFS_LOG(Warn) << Name() << ": post-op on brick " << slots[i].addr.name << " failed ("
+                       << (out[i].answered ? out[i].reply.message : out[i].transport_error)
+                       << "); its markers stay for self-heal to settle";
+      }
+    }
+  }
+
+  // Decides an op's outcome from the replies of the bricks in `locked` (AFR's rule): success
+  // with quorum; else an error that a quorum agrees on; else EIO. `winners` are the bricks
+  // whose state is right; the other bricks of the replica set get accused.
+  TxnResult Decide(const std::string& what, const std::vector<Outcome>& out, Mask locked,
+                   bool data_op, Mask* winners) {
+    Mask ok = 0;
+    std::map<int, Mask> errs;
+    for (size_t i = 0; i < n; ++i) {
+      if (!(locked & (1u << i)) || !out[i].answered) continue;
+      if (out[i].reply.err == 0) ok |= 1u << i;
+      else errs[out[i].reply.err] |= 1u << i;
+    }
+    const Mask data_bricks = all & ~ArbiterMask();
+    TxnResult r;
+    if (HasQuorum(ok) && (!data_op || (ok & data_bricks))) {
+      *winners = ok;
+      Mask pick = ok & data_bricks ? ok & data_bricks : ok;
+      r.reply = out[static_cast<size_t>(std::countr_zero(pick))].reply;
+      return r;
+    }
+    Mask best = 0;
+    int best_err = 0;
+    for (auto& [e, m] : errs) {
+      if (Popcount(m) > Popcount(best) ||
+          (Popcount(m) == Popcount(best) && std::countr_zero(m) < std::countr_zero(best))) {
+        best = m;
+        best_err = e;
+      }
+    }
+    if (best && (HasQuorum(best) || ok == 0)) {
+      *winners = best;
+      size_t i = static_cast<size_t>(std::countr_zero(best));
+      r.status = Errno(best_err, out[i].reply.message);
+      return r;
+    }
+    *winners = ok;
+    std::string detail;
+    for (size_t i = 0; i < n; ++i) {
+      detail += (detail.empty() ? "" : ", ") + slots[i].addr.name + ": ";
+      if (!(locked & (1u << i))) detail += "down";
+      else if (!out[i].answered) detail += out[i].transport_error;
+      else if (out[i].reply.err == 0) detail += "ok";
+      else detail += out[i].reply.message;
+    }
+    r.status = Errno(ok ? EIO : EROFS,
+                     Name() + ": " + what + " has no quorum (" + detail + "); it needs " +
+                         QuorumText() + (ok ? "; what did happen is marked for self-heal" : ""));
+    return r;
+  }
+
+  // One whole transaction: lock (+pre-op), the op on every locked brick, post-op + unlock.
+  TxnResult Transact(const std::string& what, const Request& lock, int type, bool data_op,
+                     const std::function<Request(size_t)>& op) {
+    if (opts.read_only) return {Errno(EROFS, Name() + " is mounted read-only"), {}};
+    auto cl = Snapshot();
+    const Mask up = UpMask(cl);
+    if (!HasQuorum(up)) {
+      return {Errno(EROFS, Name() + ": " + what + " refused: only " + std::to_string(Popcount(up)) +
+                               " of " + std::to_string(n) + " bricks are up and writes need " +
+                               QuorumText()),
+              {}};
+    }
+    const uint64_t owner = NewOwner();
+    Mask locked = Lock(cl, up, lock, owner, type);
+    if (!HasQuorum(locked)) {
+      Unlock(cl, locked, lock, owner, Deltas(type, -1, 0), 0);
+      return {Errno(EROFS, Name() + ": " + what + ": could lock only " +
+                               std::to_string(Popcount(locked)) + " of " + std::to_string(n) +
+                               " bricks; writes need " + QuorumText()),
+              {}};
+    }
+    auto out = Fan(cl, locked, op);
+    Mask winners = 0;
+    TxnResult r = Decide(what, out, locked, data_op, &winners);
+    const Mask losers = all & ~winners;
+    Unlock(cl, locked, lock, owner, Deltas(type, -1, 0), winners, losers, type);
+    return r;
+  }
+
+  uint64_t NewOwner() { return owner_base + owner_seq.fetch_add(1); }
+
+  static Request InodeLock(const Gfid& g) {
+    Request q;
+    q.op = Op::kInodelk;
+    q.gfid = g;
+    return q;
+  }
+  static Request EntryLock(const Gfid& parent, std::string_view name) {
+    Request q;
+    q.op = Op::kEntrylk;
+    q.parent = parent;
+    q.name = std::string(name);
+    return q;
+  }
+
+  Result<Iatt> EntryCreate(const std::string& what, const Gfid& parent, std::string_view name,
+                           Request q) {
+    if (q.gfid.is_null()) q.gfid = Gfid::Random();
+    q.parent = parent;
+    q.name = std::string(name);
+    auto r = Transact(what, EntryLock(parent, name), brick_proto::kMarkEntry, false,
+                      [&q](size_t) { return q; });
+    if (!r.status.ok()) return r.status;
+    return r.reply.attr;
+  }
+
+  // ---- eager write transactions ----
+
+  Result<std::shared_ptr<WriteTxn>> OpenTxn(const Gfid& g) {
+    std::shared_ptr<WriteTxn> t;
+    {
+      std::unique_lock<std::mutex> l(mu);
+      for (;;) {
+        auto it = txns.find(g);
+        if (it == txns.end()) break;
+        t = it->second;
+        if (t->closing) {
+          t->cv.wait(l);
+          t.reset();
+          continue;
+        }
+        t->cv.wait(l, [&] { return !t->opening; });
+        if (!t->open_error.ok()) return t->open_error;
+        if (t->closing) {
+          t.reset();
+          continue;
+        }
+        ++t->inflight;
+        return t;
+      }
+      t = std::make_shared<WriteTxn>();
+      t->gfid = g;
+      t->started = t->last_used = Clock::now();
+      txns[g] = t;
+    }
+    // This thread opens it.
+    auto cl = Snapshot();
+    const Mask up = UpMask(cl);
+    Status err;
+    Mask locked = 0;
+    const uint64_t owner = NewOwner();
+    if (opts.read_only) {
+      err = Errno(EROFS, Name() + " is mounted read-only");
+    } else if (!HasQuorum(up) || !(up & ~ArbiterMask())) {
+      err = Errno(EROFS, Name() + ": write to " + g.ToString() + " refused: only " +
+                             std::to_string(Popcount(up)) + " of " + std::to_string(n) +
+                             " bricks are up and writes need " + QuorumText());
+    } else {
+      locked = Lock(cl, up, InodeLock(g), owner, brick_proto::kMarkData);
+      if (!HasQuorum(locked) || !(locked & ~ArbiterMask())) {
+        Unlock(cl, locked, InodeLock(g), owner, Deltas(brick_proto::kMarkData, -1, 0), 0);
+        err = Errno(EROFS, Name() + ": write to " + g.ToString() + ": could lock only " +
+                               std::to_string(Popcount(locked)) + " bricks; writes need " +
+                               QuorumText());
+      }
+    }
+    std::lock_guard<std::mutex> l(mu);
+    t->opening = false;
+    t->owner = owner;
+    t->clients = cl;
+    t->locked = locked;
+    t->started = t->last_used = Clock::now();
+    if (!err.ok()) {
+      t->open_error = err;
+      txns.erase(g);
+      t->cv.notify_all();
+      return err;
+    }
+    ++t->inflight;
+    t->cv.notify_all();
+    return t;
+  }
+
+  // Post-op and unlock; the transaction leaves the table.
+  void CloseTxn(const std::shared_ptr<WriteTxn>& t, bool wait_inflight) {
+    {
+      std::unique_lock<std::mutex> l(mu);
+      if (t->closing || t->opening) {
+        // Someone else closes it; wait until it is gone.
+        t->cv.wait(l, [&] { return txns.count(t->gfid) == 0 || txns[t->gfid] != t; });
+        return;
+      }
+      if (!wait_inflight && t->inflight > 0) return;
+      t->closing = true;
+      t->cv.wait(l, [&] { return t->inflight == 0; });
+    }
+    const Mask winners = t->locked & ~t->failed;
+    const Mask losers = all & ~winners;
+    Unlock(t->clients, t->locked, InodeLock(t->gfid), t->owner,
+           Deltas(brick_proto::kMarkData, -1, 0), winners, losers, brick_proto::kMarkData);
+    AddStale(t->gfid, losers);
+    std::lock_guard<std::mutex> l(mu);
+    auto it = txns.find(t->gfid);
+    if (it != txns.end() && it->second == t) txns.erase(it);
+    t->cv.notify_all();
+  }
+
+  void FlushTxn(const Gfid& g) {
+    std::shared_ptr<WriteTxn> t;
+    {
+      std::lock_guard<std::mutex> l(mu);
+      auto it = txns.find(g);
+      if (it == txns.end()) return;
+      t = it->second;
+    }
+    CloseTxn(t, /*wait_inflight=*/true);
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+
+VolumeClient::VolumeClient(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+VolumeClient::~VolumeClient() {
+  std::vector<std::shared_ptr<WriteTxn>> open;
+  {
+    std::lock_guard<std::mutex> l(impl_->mu);
+    for (auto& [g, t] : impl_->txns) open.push_back(t);
+  }
+  for (auto& t : open) impl_->CloseTxn(t, true);
+}
+
+Result<std::unique_ptr<VolumeClient>> VolumeClient::Open(const Layout& layout,
+                                                         const VolumeClientOptions& options) {
+  if (layout.bricks.empty()) return InvalidArgument("volume " + layout.volume + " has no bricks");
+  if (layout.replica < 1 || static_cast<size_t>(layout.replica) != layout.bricks.size()) {
+    return Status(Code::kUnimplemented,
+                  "volume " + layout.volume + " has " + std::to_string(layout.bricks.size()) +
+                      " bricks in replica sets of " + std::to_string(layout.replica) +
+                      "; this client serves exactly one replica set (distribution over several "
+                      "is not built yet)",
+                  EOPNOTSUPP);
+  }
+  if (layout.bricks.size() > kMaxBricks) {
+    return InvalidArgument("volume " + layout.volume + " has more than 16 replicas");
+  }
+  auto impl = std::make_unique<Impl>();
+  impl->opts = options;
+  impl->layout = layout;
+  impl->n = layout.bricks.size();
+  impl->all = (impl->n == 32 ? ~0u : ((1u << impl->n) - 1));
+  impl->slots.resize(impl->n);
+  for (size_t i = 0; i < impl->n; ++i) impl->slots[i].addr = layout.bricks[i];
+  {
+    std::random_device rd;
+    impl->owner_base = (static_cast<uint64_t>(rd()) << 32 | rd()) & ~0xFFFFFFFFull;
+  }
+  // First connections in parallel, so a dead brick costs one connect timeout, not n.
+  std::vector<std::thread> th;
+  for (size_t i = 0; i < impl->n; ++i) th.emplace_back([&impl, i] { impl->TryConnect(i); });
+  for (auto& t : th) t.join();
+  std::string why;
+  bool any = false;
+  for (auto& s : impl->slots) {
+    if (s.client) any = true;
+    else why += (why.empty() ? "" : "; ") + s.addr.name + ": " +
+                (s.addr.port == 0 ? "not running" : s.last_error);
+  }
+  if (!any) {
+    return Status(Code::kUnavailable,
+                  "volume " + layout.volume + ": no brick can be reached (" + why +
+                      "); check `drfs volume status " + layout.volume + "`",
+                  ENOTCONN);
+  }
+  Impl* p = impl.get();
+  impl->bg = std::thread([p] { p->Background(); });
+  return std::unique_ptr<VolumeClient>(new VolumeClient(std::move(impl)));
+}
+
+Status VolumeClient::UpdateLayout(const Layout& layout) {
+  std::lock_guard<std::mutex> l(impl_->mu);
+  if (layout.bricks.size() != impl_->n) {
+    return FailedPrecondition("volume " + layout.volume + " now has " +
+                              std::to_string(layout.bricks.size()) + " bricks instead of " +
+                              std::to_string(impl_->n) + "; remount to use the new layout");
+  }
+  for (size_t i = 0; i < impl_->n; ++i) {
+    auto& s = impl_->slots[i];
+    if (s.addr == layout.bricks[i]) continue;
+    DRFS_LOG(Info) << impl_->Name() << ": brick " << layout.bricks[i].name << " now at "
+                   << layout.bricks[i].host << ":" << layout.bricks[i].port;
+    s.addr = layout.bricks[i];
+    s.client.reset();  // in-flight users keep their reference
+    s.next_try = Clock::now();
+    s.backoff = std::chrono::milliseconds(100);
+  }
+  impl_->layout.generation = layout.generation;
+  impl_->layout.quorum_type = layout.quorum_type;
+  impl_->layout.quorum_count = layout.quorum_count;
+  impl_->layout.bricks = layout.bricks;
+  impl_->bg_cv.notify_all();
+  return Status::Ok();
+}
+
+Layout VolumeClient::layout() const {
+  std::lock_guard<std::mutex> l(impl_->mu);
+  return impl_->layout;
+}
+
+// ---- namespace ----
+
+Result<Iatt> VolumeClient::Lookup(const Gfid& parent, std::string_view name) {
+  Request q;
+  q.op = Op::kLookup;
+  q.parent = parent;
+  q.name = std::string(name);
+  DRFS_ASSIGN_OR_RETURN(Reply r, impl_->LookupAll(q));
+  return r.attr;
+}
+
+Result<Iatt> VolumeClient::Getattr(const Gfid& gfid) {
+  Request q;
+  q.op = Op::kGetattr;
+  q.gfid = gfid;
+  DRFS_ASSIGN_OR_RETURN(Reply r, impl_->LookupAll(q));
+  return r.attr;
+}
+
+Result<Iatt> VolumeClient::Setattr(const Gfid& gfid, const SetattrArgs& a) {
+  Request q;
+  q.op = Op::kSetattr;
+  q.gfid = gfid;
+  q.attr_valid = a.valid;
+  q.mode = a.mode;
+  q.uid = a.uid;
+  q.gid = a.gid;
+  q.size = a.size;
+  q.atime_ns = a.atime_ns;
+  q.mtime_ns = a.mtime_ns;
+  const bool data = (a.valid & brick_proto::kAttrSize) != 0;
+  if (data) impl_->FlushTxn(gfid);
+  auto r = impl_->Transact("setattr of " + gfid.ToString(), Impl::InodeLock(gfid),
+                           data ? brick_proto::kMarkData : brick_proto::kMarkMetadata, data,
+                           [&q](size_t) { return q; });
+  if (!r.status.ok()) return r.status;
+  return r.reply.attr;
+}
+
+Result<Iatt> VolumeClient::Mkdir(const Gfid& parent, std::string_view name, uint32_t mode,
+                                 uint32_t uid, uint32_t gid, const Gfid& gfid) {
+  Request q;
+  q.op = Op::kMkdir;
+  q.gfid = gfid;
+  q.mode = mode;
+  q.uid = uid;
+  q.gid = gid;
+  return impl_->EntryCreate("mkdir " + std::string(name), parent, name, std::move(q));
+}
+
+Result<Iatt> VolumeClient::Create(const Gfid& parent, std::string_view name, uint32_t mode,
+                                  uint32_t uid, uint32_t gid, bool exclusive, const Gfid& gfid) {
+  Request q;
+  q.op = Op::kCreate;
+  q.gfid = gfid;
+  q.mode = mode;
+  q.uid = uid;
+  q.gid = gid;
+  q.flags = exclusive ? brick_proto::kCreateExclusive : 0;
+  return impl_->EntryCreate("create " + std::string(name), parent, name, std::move(q));
+}
+
+Result<Iatt> VolumeClient::Mknod(const Gfid& parent, std::string_view name, uint32_t mode,
+                                 uint64_t rdev, uint32_t uid, uint32_t gid, const Gfid& gfid) {
+  Request q;
+  q.op = Op::kMknod;
+  q.gfid = gfid;
+  q.mode = mode;
+  q.rdev = rdev;
+  q.uid = uid;
+  q.gid = gid;
+  return impl_->EntryCreate("mknod " + std::string(name), parent, name, std::move(q));
+}
+
+Result<Iatt> VolumeClient::Symlink(const Gfid& parent, std::string_view name,
+                                   std::string_view target, uint32_t uid, uint32_t gid,
+                                   const Gfid& gfid) {
+  Request q;
+  q.op = Op::kSymlink;
+  q.gfid = gfid;
+  q.target = std::string(target);
+  q.mode = S_IFLNK | 0777;
+  q.uid = uid;
+  q.gid = gid;
+  return impl_->EntryCreate("symlink " + std::string(name), parent, name, std::move(q));
+}
+
+Result<std::string> VolumeClient::Readlink(const Gfid& gfid) {
+  Request q;
+  q.op = Op::kReadlink;
+  q.gfid = gfid;
+  DRFS_ASSIGN_OR_RETURN(Reply r, impl_->ReadOp(gfid, q, /*arbiter_ok=*/true));
+  return std::move(r.data);
+}
+
+Result<Iatt> VolumeClient::Link(const Gfid& gfid, const Gfid& new_parent,
+                                std::string_view new_name) {
+  Request q;
+  q.op = Op::kLink;
+  q.gfid = gfid;
+  q.parent = new_parent;
+  q.name = std::string(new_name);
+  auto r = impl_->Transact("link " + std::string(new_name), Impl::EntryLock(new_parent, new_name),
+                           brick_proto::kMarkEntry, false, [&q](size_t) { return q; });
+  if (!r.status.ok()) return r.status;
+  return r.reply.attr;
+}
+
+Status VolumeClient::Unlink(const Gfid& parent, std::string_view name) {
+  Request q;
+  q.op = Op::kUnlink;
+  q.parent = parent;
+  q.name = std::string(name);
+  return impl_
+      ->Transact("unlink " + std::string(name), Impl::EntryLock(parent, name),
+                 brick_proto::kMarkEntry, false, [&q](size_t) { return q; })
+      .status;
+}
+
+Status VolumeClient::Rmdir(const Gfid& parent, std::string_view name) {
+  Request q;
+  q.op = Op::kRmdir;
+  q.parent = parent;
+  q.name = std::string(name);
+  return impl_
+      ->Transact("rmdir " + std::string(name), Impl::EntryLock(parent, name),
+                 brick_proto::kMarkEntry, false, [&q](size_t) { return q; })
+      .status;
+}
+
+Status VolumeClient::Rename(const Gfid& parent, std::string_view name, const Gfid& new_parent,
+                            std::string_view new_name, uint32_t flags) {
+  Request q;
+  q.op = Op::kRename;
+  q.parent = parent;
+  q.name = std::string(name);
+  q.new_parent = new_parent;
+  q.new_name = std::string(new_name);
+  q.flags = flags;
+  Request lock = Impl::EntryLock(parent, name);
+  lock.new_parent = new_parent;
+  lock.new_name = std::string(new_name);
+  return impl_
+      ->Transact("rename " + std::string(name) + " to " + std::string(new_name), lock,
+                 brick_proto::kMarkEntry, false, [&q](size_t) { return q; })
+      .status;
+}
+
+Result<ReaddirPage> VolumeClient::Readdir(const Gfid& dir, uint64_t cookie, uint32_t max_entries,
+                                          bool plus) {
+  Request q;
+  q.op = Op::kReaddir;
+  q.gfid = dir;
+  q.offset = cookie;
+  q.length = std::min<uint32_t>(max_entries, brick_proto::kMaxDirEntries);
+  q.flags = plus ? brick_proto::kReaddirPlus : 0;
+  // Cookies belong to the brick that made them: a listing that started on one brick continues
+  // there. The read brick of a directory only changes when a brick fails or turns stale.
+  auto cl = impl_->Snapshot();
+  auto order = impl_->ReadOrder(cl, dir, /*arbiter_ok=*/!plus);
+  if (cookie != 0 && !order.empty()) order.resize(1);
+  std::vector<Outcome> out(impl_->n);
+  for (size_t i : order) {
+    out[i] = impl_->One(cl[i], q, i);
+    if (!out[i].answered) continue;
+    if (out[i].reply.err != 0) return Errno(out[i].reply.err, out[i].reply.message);
+    ReaddirPage p;
+    p.entries = std::move(out[i].reply.entries);
+    p.eof = out[i].reply.eof;
+    return p;
+  }
+  return impl_->NoBrickError("readdir of " + dir.ToString(), out);
+}
+
+// ---- data ----
+
+Result<std::string> VolumeClient::Read(const Gfid& gfid, uint64_t offset, uint64_t length) {
+  Request q;
+  q.op = Op::kRead;
+  q.gfid = gfid;
+  q.offset = offset;
+  q.length = length;
+  DRFS_ASSIGN_OR_RETURN(Reply r, impl_->ReadOp(gfid, q));
+  return std::move(r.data);
+}
+
+Result<Iatt> VolumeClient::Write(const Gfid& gfid, uint64_t offset, std::string data) {
+  DRFS_ASSIGN_OR_RETURN(std::shared_ptr<WriteTxn> t, impl_->OpenTxn(gfid));
+  const uint64_t end = offset + data.size();
+  Mask targets;
+  {
+    // Overlapping writes in flight would land in different orders on different bricks: wait.
+    std::unique_lock<std::mutex> l(impl_->mu);
+    t->cv.wait(l, [&] {
+      for (auto& [s, e] : t->ranges)
+        if (s < end && offset < e) return false;
+      return true;
+    });
+    t->ranges.emplace_back(offset, end);
+    targets = t->locked & ~t->failed;
+  }
+  Request q;
+  q.op = Op::kWrite;
+  q.gfid = gfid;
+  q.offset = offset;
+  q.data = std::move(data);
+  auto out = impl_->FanSame(t->clients, targets, q);
+  Mask ok = 0;
+  for (size_t i = 0; i < impl_->n; ++i)
+    if ((targets & (1u << i)) && out[i].ok()) ok |= 1u << i;
+  const Mask data_bricks = impl_->all & ~impl_->ArbiterMask();
+  Result<Iatt> result = Errno(EIO, "");
+  if (impl_->HasQuorum(ok) && (ok & data_bricks)) {
+    Mask pick = ok & data_bricks;
+    result = out[static_cast<size_t>(std::countr_zero(pick))].reply.attr;
+  } else {
+    std::string detail;
+    int first_err = 0;
+    for (size_t i = 0; i < impl_->n; ++i) {
+      if (!(targets & (1u << i)) || out[i].ok()) continue;
+      if (out[i].answered && first_err == 0) first_err = out[i].reply.err;
+      detail += (detail.empty() ? "" : ", ") + impl_->slots[i].addr.name + ": " +
+                (out[i].answered ? out[i].reply.message : out[i].transport_error);
+    }
+    result = Errno(ok == 0 && first_err != 0 ? first_err : EIO,
+                   impl_->Name() + ": write to " + gfid.ToString() + " succeeded on " +
+                       std::to_string(Popcount(ok)) + " bricks (" + detail + "); writes need " +
+                       impl_->QuorumText() + " including a data brick");
+  }
+  {
+    std::lock_guard<std::mutex> l(impl_->mu);
+    t->failed |= targets & ~ok;
+    auto it = std::find(t->ranges.begin(), t->ranges.end(), std::make_pair(offset, end));
+    if (it != t->ranges.end()) t->ranges.erase(it);
+    --t->inflight;
+    t->last_used = Clock::now();
+    t->cv.notify_all();
+  }
+  if (targets & ~ok) {
+    impl_->AddStale(gfid, targets & ~ok);
+    impl_->bg_cv.notify_all();
+  }
+  return result;
+}
+
+Result<Iatt> VolumeClient::Fallocate(const Gfid& gfid, uint32_t mode, uint64_t offset,
+                                     uint64_t length) {
+  impl_->FlushTxn(gfid);
+  Request q;
+  q.op = Op::kFallocate;
+  q.gfid = gfid;
+  q.flags = mode;
+  q.offset = offset;
+  q.length = length;
+  auto r = impl_->Transact("fallocate of " + gfid.ToString(), Impl::InodeLock(gfid),
+                           brick_proto::kMarkData, true, [&q](size_t) { return q; });
+  if (!r.status.ok()) return r.status;
+  return r.reply.attr;
+}
+
+Status VolumeClient::Fsync(const Gfid& gfid, bool datasync) {
+  impl_->FlushTxn(gfid);
+  Request q;
+  q.op = Op::kFsync;
+  q.gfid = gfid;
+  q.flags = datasync ? 1 : 0;
+  auto cl = impl_->Snapshot();
+  Mask stale = impl_->StaleOf(gfid);
+  auto out = impl_->FanSame(cl, Impl::UpMask(cl) & ~stale, q);
+  Mask ok = 0;
+  for (size_t i = 0; i < impl_->n; ++i)
+    if (out[i].ok()) ok |= 1u << i;
+  if (impl_->HasQuorum(ok)) return Status::Ok();
+  for (size_t i = 0; i < impl_->n; ++i)
+    if (out[i].answered && out[i].reply.err != 0)
+      return Errno(out[i].reply.err, out[i].reply.message);
+  return Errno(EIO, impl_->Name() + ": fsync of " + gfid.ToString() + " reached " +
+                        std::to_string(Popcount(ok)) + " bricks; durability needs " +
+                        impl_->QuorumText());
+}
+
+Status VolumeClient::Flush(const Gfid& gfid) {
+  impl_->FlushTxn(gfid);
+  return Status::Ok();
+}
+
+// ---- xattrs ----
+
+Result<std::string> VolumeClient::Getxattr(const Gfid& gfid, std::string_view name) {
+  Request q;
+  q.op = Op::kGetxattr;
+  q.gfid = gfid;
+  q.xattr_name = std::string(name);
+  DRFS_ASSIGN_OR_RETURN(Reply r, impl_->ReadOp(gfid, q, /*arbiter_ok=*/true));
+  return std::move(r.data);
+}
+
+Status VolumeClient::Setxattr(const Gfid& gfid, std::string_view name, std::string_view value,
+                              uint32_t flags) {
+  Request q;
+  q.op = Op::kSetxattr;
+  q.gfid = gfid;
+  q.xattr_name = std::string(name);
+  q.xattr_value = std::string(value);
+  q.flags = flags;
+  return impl_
+      ->Transact("setxattr " + std::string(name), Impl::InodeLock(gfid),
+                 brick_proto::kMarkMetadata, false, [&q](size_t) { return q; })
+      .status;
+}
+
+Result<std::vector<std::string>> VolumeClient::Listxattr(const Gfid& gfid) {
+  Request q;
+  q.op = Op::kListxattr;
+  q.gfid = gfid;
+  DRFS_ASSIGN_OR_RETURN(Reply r, impl_->ReadOp(gfid, q, /*arbiter_ok=*/true));
+  return std::move(r.names);
+}
+
+Status VolumeClient::Removexattr(const Gfid& gfid, std::string_view name) {
+  Request q;
+  q.op = Op::kRemovexattr;
+  q.gfid = gfid;
+  q.xattr_name = std::string(name);
+  return impl_
+      ->Transact("removexattr " + std::string(name), Impl::InodeLock(gfid),
+                 brick_proto::kMarkMetadata, false, [&q](size_t) { return q; })
+      .status;
+}
+
+Result<StatfsInfo> VolumeClient::Statfs() {
+  Request q;
+  q.op = Op::kStatfs;
+  q.gfid = Gfid::Root();
+  DRFS_ASSIGN_OR_RETURN(Reply r, impl_->ReadOp(Gfid::Root(), q));
+  return r.statfs;
+}
+
+Status VolumeClient::Access(const Gfid& gfid, uint32_t mask) {
+  Request q;
+  q.op = Op::kAccess;
+  q.gfid = gfid;
+  q.flags = mask;
+  return impl_->ReadOp(gfid, q, /*arbiter_ok=*/true).status();
+}
+
+std::vector<BrickHealth> VolumeClient::Health() const {
+  std::lock_guard<std::mutex> l(impl_->mu);
+  std::vector<BrickHealth> v;
+  for (auto& s : impl_->slots) {
+    BrickHealth h;
+    h.name = s.addr.name;
+    h.arbiter = s.addr.arbiter;
+    h.connected = s.client && !s.client->lost();
+    h.last_error = s.last_error;
+    v.push_back(std::move(h));
+  }
+  return v;
+}
+
+size_t VolumeClient::brick_count() const { return impl_->n; }
+
+std::shared_ptr<brick::BrickClient> VolumeClient::brick(size_t i) {
+  if (i >= impl_->n) return nullptr;
+  return impl_->Snapshot()[i];
+}
+
+bool VolumeClient::is_arbiter(size_t i) const {
+  std::lock_guard<std::mutex> l(impl_->mu);
+  return i < impl_->n && impl_->slots[i].addr.arbiter;
+}
+
+uint64_t VolumeClient::NewLockOwner() { return impl_->NewOwner(); }
+
+}  // namespace drfs::volume
