@@ -81,10 +81,11 @@ class HealRun {
   }
 
   // Every gfid in the heal index of bricks that are up, with the bricks that list it.
-  std::map<Gfid, Mask> ReadIndex() {
+  std::map<Gfid, Mask> ReadIndex(const std::vector<size_t>& only) {
     std::map<Gfid, Mask> out;
     for (size_t i = 0; i < n_; ++i) {
       if (!cl_[i]) continue;
+      if (!only.empty() && std::find(only.begin(), only.end(), i) == only.end()) continue;
       uint64_t cookie = 0;
       for (int guard = 0; guard < 100000; ++guard) {
         Request q;
@@ -693,7 +694,7 @@ Result<HealStats> Healer::HealOnce() {
   for (int pass = 0; pass < kMaxPasses; ++pass) {
     HealRun run(client_);
     if (run.up() == 0) return Unavailable("self-heal: no brick of the volume is up");
-    auto index = run.ReadIndex();
+    auto index = run.ReadIndex(index_bricks_);
     if (index.empty()) break;
     int progress = 0;
     // Directories first, so objects exist on the sinks before their data is copied.
@@ -719,7 +720,7 @@ Result<HealStats> Healer::HealOnce() {
 Result<std::vector<HealEntry>> Healer::Info(bool split_brain_only) {
   HealRun run(client_);
   if (run.up() == 0) return Unavailable("no brick of the volume is up");
-  auto index = run.ReadIndex();
+  auto index = run.ReadIndex(index_bricks_);
   std::vector<HealEntry> out;
   const size_t n = client_->brick_count();
   auto layout = client_->layout();

@@ -42,7 +42,10 @@ struct HealStats {
 
 class Healer {
  public:
-  explicit Healer(VolumeClient* client) : client_(client) {}
+  // index_bricks: the bricks whose heal index this healer works through (a node's self-heal
+  // daemon takes its local bricks, as Gluster's does); empty = every brick.
+  explicit Healer(VolumeClient* client, std::vector<size_t> index_bricks = {})
+      : client_(client), index_bricks_(std::move(index_bricks)) {}
 
   // One pass over the heal index of every brick that is up. Entry heals first, so objects
   // exist before their data is copied.
@@ -52,6 +55,7 @@ class Healer {
 
  private:
   VolumeClient* client_;
+  std::vector<size_t> index_bricks_;
 };
 
 }  // namespace drfs::volume
