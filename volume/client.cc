@@ -105,9 +105,19 @@ struct VolumeClient::Impl {
     Clock::time_point next_try{};
     std::chrono::milliseconds backoff{100};
     bool connecting = false;
+    bool ever_connected = false;
   };
   std::vector<Slot> slots;
-  std::unordered_map<Gfid, Mask, Hasher> stale;  // bricks not to read an object from
+  // Bricks not to read an object from, as of `seq` (when this client last saw every brick's
+  // markers for it). A brick that (re)connected after that is suspect for the object until it
+  // is looked up again: it may have missed writes from other clients while it was away.
+  struct Freshness {
+    Mask bad = 0;
+    uint64_t seq = 0;
+  };
+  std::unordered_map<Gfid, Freshness, Hasher> stale;
+  uint64_t seq = 1;
+  std::vector<uint64_t> connected_seq;  // per brick: seq at its latest (re)connection
   std::unordered_map<Gfid, std::shared_ptr<WriteTxn>, Hasher> txns;
   bool stopping = false;
   std::condition_variable bg_cv;
@@ -195,7 +205,8 @@ struct VolumeClient::Impl {
       s.backoff = std::chrono::milliseconds(100);
       s.last_error.clear();
       // Whatever this client believed about the brick's freshness is void now.
-      for (auto& [g, m] : stale) m |= 1u << i;
+      if (s.ever_connected) connected_seq[i] = ++seq;
+      s.ever_connected = true;
       DRFS_LOG(Info) << Name() << ": connected to brick " << addr.name << " at " << addr.host
                      << ":" << addr.port;
     } else {
@@ -276,25 +287,35 @@ struct VolumeClient::Impl {
       }
     return m;
   }
-  void SetStale(const Gfid& g, Mask m) {
+  // `checked_at`: the seq when the lookup that found `m` was sent.
+  void SetStale(const Gfid& g, Mask m, uint64_t checked_at) {
     std::lock_guard<std::mutex> l(mu);
-    if (m == 0) {
-      stale.erase(g);
-      return;
-    }
     if (stale.size() > 200000) stale.clear();  // a cache: forgetting only costs a re-check
-    stale[g] = m;
+    stale[g] = Freshness{m, checked_at};
+  }
+  uint64_t Seq() {
+    std::lock_guard<std::mutex> l(mu);
+    return ++seq;
   }
   void AddStale(const Gfid& g, Mask m) {
     if (m == 0) return;
     std::lock_guard<std::mutex> l(mu);
     if (stale.size() > 200000) stale.clear();
-    stale[g] |= m;
+    stale[g].bad |= m;
   }
+  // Bad bricks for g, plus bricks that reconnected since g was last checked.
   Mask StaleOf(const Gfid& g) {
     std::lock_guard<std::mutex> l(mu);
     auto it = stale.find(g);
-    return it == stale.end() ? 0 : it->second;
+    Mask m = 0;
+    uint64_t checked = 0;
+    if (it != stale.end()) {
+      m = it->second.bad;
+      checked = it->second.seq;
+    }
+    for (size_t i = 0; i < n; ++i)
+      if (connected_seq[i] > checked) m |= 1u << i;
+    return m;
   }
 
   // ---- calls ----
@@ -378,6 +399,14 @@ struct VolumeClient::Impl {
   // Runs a read-type request on the best brick, moving on when a brick cannot be reached.
   Result<Reply> ReadOp(const Gfid& g, const Request& q, bool arbiter_ok = false) {
     auto cl = Snapshot();
+    if (StaleOf(g) & UpMask(cl)) {
+      // A brick that is up may be stale for g, or has just come back: ask every brick for
+      // its markers before choosing (a getattr costs one round trip, a stale read costs data).
+      Request ga;
+      ga.op = Op::kLookupGfid;
+      ga.gfid = g;
+      (void)LookupAll(ga);
+    }
     auto order = ReadOrder(cl, g, arbiter_ok);
     std::vector<Outcome> out(n);
     for (size_t i : order) {
@@ -397,6 +426,7 @@ struct VolumeClient::Impl {
   // Lookup-type request to every brick: the majority's answer wins; markers seen update which
   // bricks are stale for the object.
   Result<Reply> LookupAll(const Request& q) {
+    const uint64_t checked_at = Seq();
     auto cl = Snapshot();
     auto out = FanSame(cl, UpMask(cl), q);
     Mask found = 0, answered = 0, accused = 0;
@@ -428,7 +458,7 @@ struct VolumeClient::Impl {
     for (size_t k = 0; k < n; ++k) {
       if ((found & (1u << k)) && out[k].reply.attr.gfid != r.attr.gfid) stale_now |= 1u << k;
     }
-    SetStale(r.attr.gfid, stale_now);
+    SetStale(r.attr.gfid, stale_now, checked_at);
     return r;
   }
 
@@ -669,9 +699,14 @@ struct VolumeClient::Impl {
   void CloseTxn(const std::shared_ptr<WriteTxn>& t, bool wait_inflight) {
     {
       std::unique_lock<std::mutex> l(mu);
-      if (t->closing || t->opening) {
-        // Someone else closes it; wait until it is gone.
-        t->cv.wait(l, [&] { return txns.count(t->gfid) == 0 || txns[t->gfid] != t; });
+      t->cv.wait(l, [&] { return !t->opening; });
+      auto gone = [&] {
+        auto it = txns.find(t->gfid);
+        return it == txns.end() || it->second != t;
+      };
+      if (gone()) return;
+      if (t->closing) {
+        t->cv.wait(l, gone);  // someone else closes it
         return;
       }
       if (!wait_inflight && t->inflight > 0) return;
@@ -734,6 +769,7 @@ Result<std::unique_ptr<VolumeClient>> VolumeClient::Open(const Layout& layout,
   impl->n = layout.bricks.size();
   impl->all = (impl->n == 32 ? ~0u : ((1u << impl->n) - 1));
   impl->slots.resize(impl->n);
+  impl->connected_seq.assign(impl->n, 0);
   for (size_t i = 0; i < impl->n; ++i) impl->slots[i].addr = layout.bricks[i];
   {
     std::random_device rd;
@@ -822,7 +858,7 @@ Result<Iatt> VolumeClient::Setattr(const Gfid& gfid, const SetattrArgs& a) {
   q.atime_ns = a.atime_ns;
   q.mtime_ns = a.mtime_ns;
   const bool data = (a.valid & brick_proto::kAttrSize) != 0;
-  if (data) impl_->FlushTxn(gfid);
+  impl_->FlushTxn(gfid);  // our own eager write lock would make this op wait for it
   auto r = impl_->Transact("setattr of " + gfid.ToString(), Impl::InodeLock(gfid),
                            data ? brick_proto::kMarkData : brick_proto::kMarkMetadata, data,
                            [&q](size_t) { return q; });
@@ -1096,6 +1132,7 @@ Status VolumeClient::Setxattr(const Gfid& gfid, std::string_view name, std::stri
   q.xattr_name = std::string(name);
   q.xattr_value = std::string(value);
   q.flags = flags;
+  impl_->FlushTxn(gfid);
   return impl_
       ->Transact("setxattr " + std::string(name), Impl::InodeLock(gfid),
                  brick_proto::kMarkMetadata, false, [&q](size_t) { return q; })
@@ -1115,6 +1152,7 @@ Status VolumeClient::Removexattr(const Gfid& gfid, std::string_view name) {
   q.op = Op::kRemovexattr;
   q.gfid = gfid;
   q.xattr_name = std::string(name);
+  impl_->FlushTxn(gfid);
   return impl_
       ->Transact("removexattr " + std::string(name), Impl::InodeLock(gfid),
                  brick_proto::kMarkMetadata, false, [&q](size_t) { return q; })
