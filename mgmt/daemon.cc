@@ -135,6 +135,7 @@ class Daemon::Impl {
   Result<Value> VolumeReset(const Value& args);
   Result<Value> VolumeList();
   Result<Value> OptionHelp();
+  Result<Value> VolumeLayout(const Value& args);
 
   // --- transactions
   // Runs a pool-wide change: `mutate` edits a copy of the config; then lock, stage and commit
@@ -175,6 +176,8 @@ class Daemon::Impl {
   // Whether the brick answers on its port; *why when it does not.
   bool BrickOnline(const BrickConf& b, int port, std::string* why);
   Value LocalBrickStatus(const VolumeConf& v, size_t idx);
+  // Only what a client needs to reach the brick: no probe of the port, no disk statistics.
+  Value LocalBrickPort(const VolumeConf& v, size_t idx);
   Value VolumeInfoValue(const VolumeConf& v) const;
   Result<const VolumeConf*> FindVolume(const ClusterConfig& c, const std::string& name) const;
   std::string SelfName() const { return opt_.hostname + ":" + std::to_string(port()); }
@@ -302,7 +305,11 @@ void Daemon::Impl::Stop() {
 // Requests
 
 void Daemon::Impl::OnRequest(std::shared_ptr<const PeerInfo> peer, Frame req, Responder reply) {
-  if (opt_.tls.enabled() && peer->role != "daemon") {
+  // A volume's layout is what any client of the volume needs to mount it, and changes nothing:
+  // client and applier certificates may ask for it too.
+  const bool layout_reader = static_cast<MgmtOp>(req.op) == MgmtOp::kVolumeLayout &&
+                             (peer->role == "client" || peer->role == "applier");
+  if (opt_.tls.enabled() && peer->role != "daemon" && !layout_reader) {
     reply.Send(0, EncodeReply(Status(Code::kPermissionDenied,
                                      "drfsd at " + SelfName() + " takes management requests only "
                                      "from certificates with role 'daemon' (this one has '" +
@@ -359,6 +366,7 @@ Result<Value> Daemon::Impl::Dispatch(MgmtOp op, const Value& args) {
     case MgmtOp::kVolumeReset: return VolumeReset(args);
     case MgmtOp::kVolumeList: return VolumeList();
     case MgmtOp::kOptionHelp: return OptionHelp();
+    case MgmtOp::kVolumeLayout: return VolumeLayout(args);
   }
   return InvalidArgument("unknown management op " + std::to_string(static_cast<int>(op)) +
                          "; is the drfs CLI newer than this drfsd?");
@@ -592,10 +600,12 @@ Status Daemon::Impl::ApplyConfig(const ClusterConfig& in, std::vector<std::strin
 Result<Value> Daemon::Impl::LocalStatus(const Value& args) {
   ClusterConfig c = Config();
   DRFS_ASSIGN_OR_RETURN(const VolumeConf* v, FindVolume(c, args.GetString("volume")));
+  const bool ports_only = args.GetBool("ports_only");
   Value r;
   r["bricks"] = Value::EmptyList();
   for (size_t i = 0; i < v->bricks.size(); ++i) {
-    if (IsLocal(v->bricks[i])) r["bricks"].Push(LocalBrickStatus(*v, i));
+    if (!IsLocal(v->bricks[i])) continue;
+    r["bricks"].Push(ports_only ? LocalBrickPort(*v, i) : LocalBrickStatus(*v, i));
   }
   return r;
 }
@@ -1140,6 +1150,23 @@ bool Daemon::Impl::BrickOnline(const BrickConf& b, int port, std::string* why) {
   return true;
 }
 
+Value Daemon::Impl::LocalBrickPort(const VolumeConf& v, size_t idx) {
+  const BrickConf& b = v.bricks[idx];
+  auto st = supervisor_->Get(b.brick_id);
+  int port = 0;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (ports_.count(b.brick_id)) port = ports_[b.brick_id];
+  }
+  const bool running = st && st->state == ProcState::kRunning && st->pid > 0;
+  Value e;
+  e["index"] = static_cast<int64_t>(idx);
+  e["name"] = b.Name();
+  e["state"] = st ? ProcStateName(st->state) : "stopped";
+  e["port"] = static_cast<int64_t>(running ? port : 0);
+  return e;
+}
+
 Value Daemon::Impl::LocalBrickStatus(const VolumeConf& v, size_t idx) {
   const BrickConf& b = v.bricks[idx];
   const std::string& key = b.brick_id;
@@ -1277,6 +1304,89 @@ Result<Value> Daemon::Impl::VolumeStatus(const Value& args) {
     ve["bricks_online"] = online;
     ve["brick_count"] = static_cast<int64_t>(v->bricks.size());
     r["volumes"].Push(std::move(ve));
+  }
+  return r;
+}
+
+Result<Value> Daemon::Impl::VolumeLayout(const Value& args) {
+  ClusterConfig c = Config();
+  const std::string name = args.GetString("volume");
+  DRFS_ASSIGN_OR_RETURN(const VolumeConf* v, FindVolume(c, name));
+  if (v->state != kVolumeStarted) {
+    return FailedPrecondition("volume " + name + " is not started (it is " + v->state +
+                              "); start it with 'drfs volume start " + name + "'");
+  }
+  // Each node knows the ports of its own bricks: ask every node that runs one, as `volume
+  // status` does, but only for ports (no probe of the brick, no disk statistics).
+  std::map<size_t, Value> local;
+  std::map<std::string, std::string> node_error;
+  std::set<std::string> nodes;
+  for (const auto& b : v->bricks) nodes.insert(b.node_uuid);
+  Value a;
+  a["volume"] = v->name;
+  a["ports_only"] = true;
+  for (const auto& node : nodes) {
+    Result<Value> res = Value();
+    if (node == uuid()) {
+      res = LocalStatus(a);
+    } else if (const PeerConf* p = c.FindPeer(node)) {
+      res = CallPeer(*p, MgmtOp::kLocalStatus, a);
+    } else {
+      res = NotFound("node " + node + " is not in the pool");
+    }
+    if (!res.ok()) {
+      node_error[node] = res.status().message();
+      continue;
+    }
+    if (const Value* bs = res->Find("bricks")) {
+      for (const auto& b : bs->AsList()) local[static_cast<size_t>(b.GetInt("index"))] = b;
+    }
+  }
+  Value r;
+  r["volume"] = v->name;
+  r["uuid"] = v->uuid;
+  r["type"] = v->TypeName();
+  r["generation"] = c.generation;
+  r["replica"] = v->replica;
+  r["arbiter"] = v->arbiter;
+  r["quorum_type"] = EffectiveOption(v->options, "cluster.quorum-type");
+  r["quorum_count"] = static_cast<int64_t>(std::stoi(EffectiveOption(v->options, "cluster.quorum-count")));
+  r["bricks"] = Value::EmptyList();
+  const size_t replica = static_cast<size_t>(v->replica);
+  for (size_t i = 0; i < v->bricks.size(); ++i) {
+    const BrickConf& b = v->bricks[i];
+    Value e;
+    e["index"] = static_cast<int64_t>(i);
+    e["name"] = b.Name();
+    e["host"] = b.host;
+    e["path"] = b.path;
+    e["node_uuid"] = b.node_uuid;
+    e["brick_id"] = b.brick_id;
+    e["replica_set"] = static_cast<int64_t>(i / replica);
+    e["arbiter"] = v->arbiter && i % replica == replica - 1;
+    auto it = local.find(i);
+    const bool reachable = node_error.count(b.node_uuid) == 0;
+    e["node_reachable"] = reachable;
+    e["port"] = it != local.end() ? it->second.GetInt("port") : 0;
+    e["state"] = it != local.end() ? it->second.GetString("state") : "unknown";
+    if (!reachable) e["error"] = "node unreachable: " + node_error[b.node_uuid];
+    r["bricks"].Push(std::move(e));
+  }
+  // Where else a client can ask, should this daemon go away.
+  r["daemons"] = Value::EmptyList();
+  if (c.peers.empty()) {
+    Value d;
+    d["uuid"] = uuid();
+    d["host"] = opt_.hostname;
+    d["port"] = static_cast<int64_t>(port());
+    r["daemons"].Push(std::move(d));
+  }
+  for (const auto& p : c.peers) {
+    Value d;
+    d["uuid"] = p.uuid;
+    d["host"] = p.host;
+    d["port"] = static_cast<int64_t>(p.port);
+    r["daemons"].Push(std::move(d));
   }
   return r;
 }

@@ -28,7 +28,7 @@ enum class MgmtOp : uint16_t {
   kUnlock = 4,        // {owner, txn}
   kStage = 5,         // {owner, txn, config} -> {} or why this node refuses it
   kCommit = 6,        // {owner, txn, config} -> {warnings: [...]}
-  kLocalStatus = 7,   // {volume} -> {bricks: [...]} for this node's bricks
+  kLocalStatus = 7,   // {volume[, ports_only]} -> {bricks: [...]} for this node's bricks
   kLocalRestart = 8,  // {volume} restarts this node's failed bricks of the volume
   kPushConfig = 9,    // {from, config}: a peer found this node behind and sends the newer config
   // CLI to its local daemon.
@@ -46,6 +46,8 @@ enum class MgmtOp : uint16_t {
   kVolumeReset = 38,
   kVolumeList = 39,
   kOptionHelp = 40,
+  // Clients (mounts, self-heal, applier) to any drfsd of the pool.
+  kVolumeLayout = 41,  // {volume} -> the layout a client needs (mgmt/layout.h, docs/cli.md)
 };
 
 // Encodes a handler's outcome as a reply payload.

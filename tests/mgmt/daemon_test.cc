@@ -9,6 +9,7 @@
 #include <atomic>
 #include <thread>
 
+#include "mgmt/layout.h"
 #include "mgmt/protocol.h"
 #include "tests/common/test_util.h"
 
@@ -117,6 +118,90 @@ TEST_F(DaemonTest, PoolVolumeLifecycleAndRacingChanges) {
   ASSERT_OK(after);
   EXPECT_EQ(after->Find("bricks")->AsList()[0].GetInt("pid"), pid) << after->ToJson();
   EXPECT_TRUE(after->Find("bricks")->AsList()[0].GetBool("online"));
+}
+
+// What a mount asks for: the bricks with their ids and current ports, the arbiter, the quorum
+// options, and the pool's daemons to ask next time.
+TEST_F(DaemonTest, VolumeLayoutForClients) {
+  auto d1 = StartNode("127.0.0.1");
+  auto d2 = StartNode("127.0.0.2");
+  auto d3 = StartNode("127.0.0.3");
+  ASSERT_TRUE(d1 && d2 && d3);
+  for (auto [host, d] : {std::pair{"127.0.0.2", d2.get()}, std::pair{"127.0.0.3", d3.get()}}) {
+    Value probe;
+    probe["host"] = host;
+    probe["port"] = static_cast<int64_t>(d->port());
+    ASSERT_OK(Call("127.0.0.1", *d1, MgmtOp::kPeerProbe, probe));
+  }
+  const std::string at1 = "127.0.0.1:" + std::to_string(d1->port());
+  const std::string at2 = "127.0.0.2:" + std::to_string(d2->port());
+  auto missing = FetchLayout(at1, "nosuch", {}, std::chrono::seconds(5));
+  EXPECT_EQ(missing.status().code(), Code::kNotFound) << missing.status().ToString();
+
+  Value create;
+  create["name"] = "arb";
+  create["replica"] = 3;
+  create["arbiter"] = true;
+  for (int n = 1; n <= 3; ++n) {
+    create["bricks"].Push("127.0.0." + std::to_string(n) + ":" + dir_.Sub("a" + std::to_string(n)));
+  }
+  ASSERT_OK(Call("127.0.0.1", *d1, MgmtOp::kVolumeCreate, create));
+  auto stopped = FetchLayout(at2, "arb", {}, std::chrono::seconds(5));
+  EXPECT_EQ(stopped.status().code(), Code::kFailedPrecondition) << stopped.status().ToString();
+
+  Value name;
+  name["name"] = "arb";
+  ASSERT_OK(Call("127.0.0.1", *d1, MgmtOp::kVolumeStart, name));
+  std::vector<std::string> daemons;
+  auto layout = FetchLayout(at2, "arb", {}, std::chrono::seconds(5), &daemons);
+  ASSERT_OK(layout);
+  auto info = Call("127.0.0.1", *d1, MgmtOp::kVolumeInfo, name);
+  auto status = Call("127.0.0.1", *d1, MgmtOp::kVolumeStatus, name);
+  ASSERT_OK(info);
+  ASSERT_OK(status);
+  const Value& vi = info->Find("volumes")->AsList()[0];
+  const Value& vs = status->Find("volumes")->AsList()[0];
+  EXPECT_EQ(layout->volume, "arb");
+  EXPECT_EQ(layout->volume_uuid, vi.GetString("uuid"));
+  EXPECT_EQ(layout->replica, 3);
+  EXPECT_EQ(layout->quorum_type, "auto");
+  EXPECT_EQ(layout->quorum_count, 2);
+  ASSERT_EQ(layout->bricks.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    const auto& b = layout->bricks[i];
+    EXPECT_EQ(b.name, vi.Find("bricks")->AsList()[i].GetString("name"));
+    EXPECT_EQ(b.host, "127.0.0." + std::to_string(i + 1));
+    EXPECT_EQ(b.brick_id, vi.Find("bricks")->AsList()[i].GetString("brick_id"));
+    EXPECT_EQ(b.port, vs.Find("bricks")->AsList()[i].GetInt("port"));
+    EXPECT_GT(b.port, 0);
+    EXPECT_EQ(b.arbiter, i == 2);
+  }
+  EXPECT_EQ(daemons.size(), 3u);
+  EXPECT_NE(std::find(daemons.begin(), daemons.end(), at1), daemons.end());
+
+  // Options and the generation follow changes, on every node.
+  const int64_t gen = layout->generation;
+  for (auto [k, v] : {std::pair{"cluster.quorum-type", "fixed"}, std::pair{"cluster.quorum-count", "1"}}) {
+    Value set;
+    set["name"] = "arb";
+    set["key"] = k;
+    set["value"] = v;
+    ASSERT_OK(Call("127.0.0.1", *d1, MgmtOp::kVolumeSet, set));
+  }
+  auto later = FetchLayout("127.0.0.3:" + std::to_string(d3->port()), "arb", {}, std::chrono::seconds(5));
+  ASSERT_OK(later);
+  EXPECT_EQ(later->generation, gen + 2);
+  EXPECT_EQ(later->quorum_type, "fixed");
+  EXPECT_EQ(later->quorum_count, 1);
+  EXPECT_EQ(later->bricks, layout->bricks);
+
+  // A node that is down: its brick has no port, the rest of the layout still comes.
+  d3->Stop();
+  d3.reset();
+  auto partial = FetchLayout(at1, "arb", {}, std::chrono::seconds(5));
+  ASSERT_OK(partial);
+  EXPECT_EQ(partial->bricks[2].port, 0);
+  EXPECT_EQ(partial->bricks[0].port, layout->bricks[0].port);
 }
 
 TEST_F(DaemonTest, SecondDaemonOnAStateDirIsRefused) {
