@@ -65,6 +65,9 @@ constexpr char kVolumeUsage[] =
     "  set NAME KEY VALUE    set an option ('drfs volume set help' lists them)\n"
     "  get NAME KEY|all      show options and where their values come from\n"
     "  reset NAME [KEY|all]  put options back to their defaults\n"
+    "  heal NAME             start a self-heal pass on every node of the volume now\n"
+    "  heal NAME info [split-brain]\n"
+    "                        per brick, what needs heal (empty when all is healed)\n"
     "\n"
     "Common options: --daemon HOST:PORT (default $DRFS_DAEMON or 127.0.0.1:24100),\n"
     "--tls-cert F --tls-key F --tls-ca F (a certificate with role 'daemon'), --json,\n"
@@ -530,6 +533,30 @@ int VolumeMain(int argc, char** argv, int first) {
     if (names > 1) return UsageError("volume status takes [NAME] [detail]", kVolumeUsage);
     if (names == 1) args["name"] = pos[0];
     return Output(a, Call(a, MgmtOp::kVolumeStatus, args), [detail](const Value& r) { PrintStatus(r, detail); });
+  }
+  if (cmd == "heal") {
+    if (auto e = need(1, 3, "NAME [info [split-brain]]")) return *e;
+    args["name"] = pos[0];
+    if (pos.size() >= 2) {
+      if (pos[1] != "info") return UsageError("unexpected '" + pos[1] + "' (only 'info' may follow)", kVolumeUsage);
+      args["info"] = true;
+    }
+    if (pos.size() == 3) {
+      if (pos[2] != "split-brain") return UsageError("unexpected '" + pos[2] + "' (only 'split-brain' may follow 'info')", kVolumeUsage);
+      args["split_brain"] = true;
+    }
+    if (pos.size() == 1) return Output(a, Call(a, MgmtOp::kVolumeHeal, args), PrintMessage);
+    return Output(a, Call(a, MgmtOp::kVolumeHeal, args), [](const Value& r) {
+      for (const auto& b : ListOf(r, "bricks")) {
+        std::cout << "Brick " << b.GetString("name") << "\n";
+        for (const auto& e : ListOf(b, "entries")) {
+          std::cout << e.GetString("path") << "  (" << e.GetString("needs")
+                    << (e.GetBool("split_brain") ? ", split brain" : "") << ")\n";
+        }
+        std::cout << "Number of entries" << (r.GetBool("split_brain_only") ? " in split-brain" : "")
+                  << ": " << b.GetInt("count") << "\n\n";
+      }
+    });
   }
   if (cmd == "list") {
     if (auto e = need(0, 0, "no arguments")) return *e;

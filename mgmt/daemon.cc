@@ -31,7 +31,9 @@
 #include "common/time.h"
 #include "mgmt/config.h"
 #include "mgmt/options.h"
+#include "mgmt/layout.h"
 #include "mgmt/protocol.h"
+#include "mgmt/shd.h"
 #include "mgmt/store.h"
 
 namespace drfs::mgmt {
@@ -136,6 +138,15 @@ class Daemon::Impl {
   Result<Value> VolumeList();
   Result<Value> OptionHelp();
   Result<Value> VolumeLayout(const Value& args);
+  Result<Value> LocalHeal(const Value& args);
+  Result<Value> VolumeHeal(const Value& args);
+  // Self-heal daemons: one per started replicated volume with a brick on this node.
+  void ReconcileShd(const ClusterConfig& c);
+  void ReconcileShdLocked(const std::set<std::string>& want,
+                          std::vector<std::shared_ptr<SelfHealDaemon>>* retired);
+  std::shared_ptr<SelfHealDaemon> FindShd(const std::string& volume);
+  std::mutex shd_mu_;
+  std::map<std::string, std::shared_ptr<SelfHealDaemon>> shds_;
 
   // --- transactions
   // Runs a pool-wide change: `mutate` edits a copy of the config; then lock, stage and commit
@@ -292,6 +303,14 @@ void Daemon::Impl::Stop() {
   }
   hb_cv_.notify_all();
   if (heartbeat_.joinable()) heartbeat_.join();
+  {
+    std::map<std::string, std::shared_ptr<SelfHealDaemon>> shds;
+    {
+      std::lock_guard<std::mutex> l(shd_mu_);
+      shds.swap(shds_);
+    }
+    shds.clear();  // joins each heal loop
+  }
   server_.Stop();
   if (quick_pool_) quick_pool_->Shutdown();
   if (pool_) pool_->Shutdown();
@@ -367,6 +386,8 @@ Result<Value> Daemon::Impl::Dispatch(MgmtOp op, const Value& args) {
     case MgmtOp::kVolumeList: return VolumeList();
     case MgmtOp::kOptionHelp: return OptionHelp();
     case MgmtOp::kVolumeLayout: return VolumeLayout(args);
+    case MgmtOp::kLocalHeal: return LocalHeal(args);
+    case MgmtOp::kVolumeHeal: return VolumeHeal(args);
   }
   return InvalidArgument("unknown management op " + std::to_string(static_cast<int>(op)) +
                          "; is the drfs CLI newer than this drfsd?");
@@ -1391,6 +1412,171 @@ Result<Value> Daemon::Impl::VolumeLayout(const Value& args) {
   return r;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Self-heal
+
+void Daemon::Impl::ReconcileShd(const ClusterConfig& c) {
+  std::set<std::string> want;
+  for (const auto& [name, v] : c.volumes) {
+    if (v.state != kVolumeStarted || v.replica < 2 ||
+        v.bricks.size() != static_cast<size_t>(v.replica)) {
+      continue;  // the volume client serves one replica set (volume/client.h)
+    }
+    for (const auto& b : v.bricks)
+      if (b.node_uuid == uuid()) want.insert(name);
+  }
+  // Retired daemons are destroyed (their loops joined) after shd_mu_ is released.
+  std::vector<std::shared_ptr<SelfHealDaemon>> retired;
+  std::lock_guard<std::mutex> l(shd_mu_);
+  ReconcileShdLocked(want, &retired);
+}
+
+void Daemon::Impl::ReconcileShdLocked(const std::set<std::string>& want,
+                                      std::vector<std::shared_ptr<SelfHealDaemon>>* retired) {
+  for (auto it = shds_.begin(); it != shds_.end();) {
+    if (want.count(it->first)) {
+      ++it;
+      continue;
+    }
+    DRFS_LOG(Info) << "self-heal daemon of volume " << it->first << " stops";
+    retired->push_back(std::move(it->second));
+    it = shds_.erase(it);
+  }
+  for (const auto& name : want) {
+    if (shds_.count(name)) continue;
+    ShdOptions o;
+    o.volume = name;
+    o.layout = [this, name]() -> Result<volume::Layout> {
+      Value a;
+      a["volume"] = name;
+      DRFS_ASSIGN_OR_RETURN(Value v, VolumeLayout(a));
+      return LayoutFromValue(v);
+    };
+    o.local_bricks = [this, name](const volume::Layout&) {
+      std::vector<size_t> mine;
+      ClusterConfig now = Config();
+      auto it = now.volumes.find(name);
+      if (it == now.volumes.end()) return mine;
+      for (size_t i = 0; i < it->second.bricks.size(); ++i)
+        if (it->second.bricks[i].node_uuid == uuid()) mine.push_back(i);
+      return mine;
+    };
+    o.client.tls = opt_.tls;
+    o.client.client_name = "drfsd-shd";
+    o.client.rpc.connect_timeout = std::chrono::milliseconds(2000);
+    o.client.rpc.request_timeout = std::chrono::milliseconds(30000);
+    DRFS_LOG(Info) << "self-heal daemon of volume " << name << " starts";
+    shds_[name] = std::make_shared<SelfHealDaemon>(std::move(o));
+  }
+}
+
+std::shared_ptr<SelfHealDaemon> Daemon::Impl::FindShd(const std::string& volume) {
+  std::lock_guard<std::mutex> l(shd_mu_);
+  auto it = shds_.find(volume);
+  return it == shds_.end() ? nullptr : it->second;
+}
+
+Result<Value> Daemon::Impl::LocalHeal(const Value& args) {
+  ClusterConfig c = Config();
+  const std::string name = args.GetString("volume");
+  ReconcileShd(c);
+  auto shd = FindShd(name);
+  Value r;
+  r["node"] = opt_.hostname;
+  r["running"] = shd != nullptr;
+  if (shd) {
+    shd->Trigger();
+    ShdStatus st = shd->status();
+    r["passes"] = st.passes;
+    r["healed"] = st.healed;
+    r["last_error"] = st.last_error;
+  }
+  return r;
+}
+
+Result<Value> Daemon::Impl::VolumeHeal(const Value& args) {
+  ClusterConfig c = Config();
+  const std::string name = args.GetString("name");
+  DRFS_ASSIGN_OR_RETURN(const VolumeConf* v, FindVolume(c, name));
+  if (v->replica < 2) {
+    return FailedPrecondition("volume " + name + " is not replicated; there is nothing to heal");
+  }
+  if (v->state != kVolumeStarted) {
+    return FailedPrecondition("volume " + name + " is not started; start it with 'drfs volume start " + name + "'");
+  }
+  Value r;
+  r["volume"] = name;
+  if (!args.GetBool("info")) {
+    // Wake the self-heal daemon of every node that has a brick of the volume.
+    std::set<std::string> nodes;
+    for (const auto& b : v->bricks) nodes.insert(b.node_uuid);
+    r["nodes"] = Value::EmptyList();
+    Value a;
+    a["volume"] = name;
+    for (const auto& node : nodes) {
+      Result<Value> res = Value();
+      if (node == uuid()) res = LocalHeal(a);
+      else if (const PeerConf* p = c.FindPeer(node)) res = CallPeer(*p, MgmtOp::kLocalHeal, a);
+      else res = NotFound("node " + node + " is not in the pool");
+      Value e;
+      e["node_uuid"] = node;
+      if (res.ok()) {
+        e = *res;
+        e["node_uuid"] = node;
+      } else {
+        e["error"] = res.status().message();
+      }
+      r["nodes"].Push(std::move(e));
+    }
+    r["message"] = "Heal of volume " + name + " has been started; 'drfs volume heal " + name +
+                   " info' shows what is left";
+    return r;
+  }
+  const bool split = args.GetBool("split_brain");
+  std::vector<volume::HealEntry> entries;
+  auto shd = FindShd(name);
+  if (shd) {
+    DRFS_ASSIGN_OR_RETURN(entries, shd->Info(split));
+  } else {
+    // No brick of the volume here: look with a client of our own.
+    Value a;
+    a["volume"] = name;
+    DRFS_ASSIGN_OR_RETURN(Value lv, VolumeLayout(a));
+    DRFS_ASSIGN_OR_RETURN(volume::Layout layout, LayoutFromValue(lv));
+    volume::VolumeClientOptions o;
+    o.tls = opt_.tls;
+    o.rpc.connect_timeout = std::chrono::milliseconds(2000);
+    DRFS_ASSIGN_OR_RETURN(auto client, volume::VolumeClient::Open(layout, o));
+    volume::Healer h(client.get());
+    DRFS_ASSIGN_OR_RETURN(entries, h.Info(split));
+  }
+  r["bricks"] = Value::EmptyList();
+  int64_t total = 0;
+  for (size_t i = 0; i < v->bricks.size(); ++i) {
+    Value b;
+    b["index"] = static_cast<int64_t>(i);
+    b["name"] = v->bricks[i].Name();
+    b["entries"] = Value::EmptyList();
+    int64_t count = 0;
+    for (const auto& e : entries) {
+      if (e.brick != i) continue;
+      Value x;
+      x["gfid"] = e.gfid.ToString();
+      x["path"] = e.path.empty() ? "<gfid:" + e.gfid.ToString() + ">" : e.path;
+      x["needs"] = e.needs;
+      x["split_brain"] = e.split_brain;
+      b["entries"].Push(std::move(x));
+      ++count;
+    }
+    b["count"] = count;
+    total += count;
+    r["bricks"].Push(std::move(b));
+  }
+  r["total"] = total;
+  r["split_brain_only"] = split;
+  return r;
+}
+
 Result<Value> Daemon::Impl::VolumeSet(const Value& args) {
   const std::string name = args.GetString("name");
   const std::string key = args.GetString("key");
@@ -1547,6 +1733,7 @@ void Daemon::Impl::Reconcile(const ClusterConfig& c, std::set<std::string>* star
     std::erase_if(start_errors_, [&](const auto& kv) { return desired.count(kv.first) == 0; });
   }
   if (!start) return;
+  ReconcileShd(c);
   for (const auto& key : desired) {
     if (supervisor_->Get(key)) continue;
     BrickProcessRecord rec;

@@ -31,6 +31,7 @@ enum class MgmtOp : uint16_t {
   kLocalStatus = 7,   // {volume[, ports_only]} -> {bricks: [...]} for this node's bricks
   kLocalRestart = 8,  // {volume} restarts this node's failed bricks of the volume
   kPushConfig = 9,    // {from, config}: a peer found this node behind and sends the newer config
+  kLocalHeal = 10,    // {volume} wakes this node's self-heal daemon -> {running}
   // CLI to its local daemon.
   kPeerProbe = 20,
   kPeerDetach = 21,
@@ -48,6 +49,7 @@ enum class MgmtOp : uint16_t {
   kOptionHelp = 40,
   // Clients (mounts, self-heal, applier) to any drfsd of the pool.
   kVolumeLayout = 41,  // {volume} -> the layout a client needs (mgmt/layout.h, docs/cli.md)
+  kVolumeHeal = 42,    // {name[, info, split_brain]} -> heal started on nodes / entries per brick
 };
 
 // Encodes a handler's outcome as a reply payload.
