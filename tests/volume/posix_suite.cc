@@ -1815,18 +1815,24 @@ CASE(ReaddirWhileUnlinking, "readdir.unlink_during") {
   std::map<std::string, int> seen;
   int read_count = 0;
   bool removed = false;
+  errno = 0;
   while (dirent* e = readdir(d)) {
     std::string n = e->d_name;
-    if (n == "." || n == "..") continue;
-    seen[n]++;
-    if (++read_count == 100 && !removed) {
-      for (int i = 1; i < kFiles; i += 2) {
-        snprintf(name, sizeof name, "f%04d", i);
-        OK(unlink(name));
+    if (n != "." && n != "..") {
+      seen[n]++;
+      if (++read_count == 100 && !removed) {
+        for (int i = 1; i < kFiles; i += 2) {
+          snprintf(name, sizeof name, "f%04d", i);
+          OK(unlink(name));
+        }
+        removed = true;
       }
-      removed = true;
     }
+    errno = 0;
   }
+  int end_errno = errno;  // readdir() returns NULL at the end and on an error
+  g_ctx->Eq(ErrName(end_errno), std::string("OK"), "errno when readdir() returned NULL", "OK",
+            __LINE__);
   int dups = 0, missing = 0;
   for (int i = 0; i < kFiles; i += 2) {
     snprintf(name, sizeof name, "f%04d", i);
@@ -1838,11 +1844,16 @@ CASE(ReaddirWhileUnlinking, "readdir.unlink_during") {
   EQ(dups, 0);
   rewinddir(d);  // after a rewind the listing is current
   std::set<std::string> after;
+  errno = 0;
   while (dirent* e = readdir(d)) {
     std::string n = e->d_name;
     if (n != "." && n != "..") after.insert(n);
+    errno = 0;
   }
+  end_errno = errno;
   closedir(d);
+  g_ctx->Eq(ErrName(end_errno), std::string("OK"), "errno at the end after rewinddir()", "OK",
+            __LINE__);
   EQ(after.size(), static_cast<size_t>(kFiles / 2));
 }
 
