@@ -164,14 +164,18 @@ class Ctx {
     Record(ok, line, std::string(what) + " -> " + got + " (expected " + ErrName(want) + ")");
   }
   template <class A, class B>
-  void Eq(const A& a, const B& b, const char* ea, const char* eb, int line) {
+  void Eq(const A& a, const B& b, const char* ea, const char* eb, int line, int err = 0) {
     bool ok;
+    std::string why;
     if constexpr (std::is_integral_v<A> && std::is_integral_v<B>) {
       ok = std::cmp_equal(a, b);
+      if constexpr (std::is_signed_v<A>) {
+        if (!ok && a == -1 && err != 0) why = " (" + ErrName(err) + ")";
+      }
     } else {
       ok = a == b;
     }
-    Record(ok, line, std::string(ea) + " == " + eb + ": " + Show(a) + " vs " + Show(b));
+    Record(ok, line, std::string(ea) + " == " + eb + ": " + Show(a) + why + " vs " + Show(b));
   }
   void Oct(unsigned got, unsigned want, const char* what, int line) {
     char buf[64];
@@ -261,7 +265,14 @@ struct stat g_scratch;  // for calls whose stat result is not looked at
 #define OK(call) g_ctx->Ok(SYS(call), #call, __LINE__)
 #define STEP(call, what) g_ctx->Step(SYS(call), (what), __LINE__)
 #define ERR(call, e) g_ctx->Err(SYS(call), #call, e, __LINE__)
-#define EQ(a, b) g_ctx->Eq((a), (b), #a, #b, __LINE__)
+// errno is taken right after `a`, so that a failed call compared with EQ says why it failed.
+#define EQ(a, b)                              \
+  do {                                        \
+    errno = 0;                                \
+    auto a_ = (a);                            \
+    int e_ = errno;                           \
+    g_ctx->Eq(a_, (b), #a, #b, __LINE__, e_); \
+  } while (0)
 #define MODE_EQ(st, m) g_ctx->Oct((st).st_mode & 07777, (m), "mode of " #st, __LINE__)
 #define TYPE_EQ(st, t) g_ctx->Oct((st).st_mode& S_IFMT, (t), "type of " #st, __LINE__)
 #define CHECK(cond) g_ctx->True((cond), #cond, __LINE__)
