@@ -46,6 +46,7 @@ verify=crc32c
 verify_fatal=1
 do_verify=1
 verify_only=$verify_only
+verify_state_save=0
 end_fsync=1
 randrepeat=1
 group_reporting=0
@@ -76,7 +77,9 @@ _fio_run() {
   local dir=$1 verify_only=$2 label=$3 tmp rc=0
   tmp=$(mktemp -d "${TMPDIR:-/tmp}/fs-checks-fio.XXXXXX")
   _fio_jobfile "$dir" "$verify_only" >"$tmp/jobs.fio"
-  fio --output-format=json --output="$tmp/out.json" "$tmp/jobs.fio" >"$tmp/stdout" 2>&1 || rc=$?
+  # from $tmp: whatever fio leaves in its working directory goes with it
+  (cd "$tmp" && fio --output-format=json --output="$tmp/out.json" "$tmp/jobs.fio") \
+    >"$tmp/stdout" 2>&1 || rc=$?
   if [ ! -s "$tmp/out.json" ] || ! python3 - "$tmp/out.json" "$label" <<'PY'; then
 import json, sys
 text = open(sys.argv[1]).read()
