@@ -1,0 +1,310 @@
+// VolumeClient and Healer against three real brick servers over loopback: replication, quorum,
+// pending markers, heal after a brick was down, two clients at once, and the arbiter.
+#include "volume/client.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <map>
+#include <thread>
+
+#include "brick/client.h"
+#include "brick/server.h"
+#include "tests/common/test_util.h"
+#include "volume/heal.h"
+
+namespace drfs::volume {
+namespace {
+
+using brick::BrickClient;
+using brick::BrickServer;
+using brick_proto::Op;
+using brick_proto::Request;
+using drfs::testing::TempDir;
+
+class Cluster {
+ public:
+  explicit Cluster(int n, bool arbiter = false) : n_(n), arbiter_(arbiter) {
+    servers_.resize(static_cast<size_t>(n));
+    ports_.resize(static_cast<size_t>(n));
+    for (int i = 0; i < n; ++i) Start(i);
+  }
+  std::string Dir(int i) const { return tmp_.Sub("b" + std::to_string(i)); }
+  bool IsArbiter(int i) const { return arbiter_ && i == n_ - 1; }
+  void Start(int i) {
+    ::mkdir(Dir(i).c_str(), 0755);
+    brick::BrickServerOptions o;
+    o.dir = Dir(i);
+    o.port = ports_[static_cast<size_t>(i)];
+    o.disk_threads = 4;
+    o.backend.journal.fsync_policy = changelog::FsyncPolicy::kNever;
+    o.backend.arbiter = IsArbiter(i);
+    auto s = BrickServer::Start(o);
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    servers_[static_cast<size_t>(i)] = std::move(*s);
+    ports_[static_cast<size_t>(i)] = servers_[static_cast<size_t>(i)]->port();
+  }
+  void Stop(int i) { servers_[static_cast<size_t>(i)].reset(); }
+  Layout MakeLayout() const {
+    Layout l;
+    l.volume = "vol";
+    l.volume_uuid = "00000000-0000-0000-0000-00000000000a";
+    l.replica = n_;
+    for (int i = 0; i < n_; ++i) {
+      BrickAddress b;
+      b.name = "127.0.0.1:" + Dir(i);
+      b.host = "127.0.0.1";
+      b.port = ports_[static_cast<size_t>(i)];
+      b.arbiter = IsArbiter(i);
+      l.bricks.push_back(b);
+    }
+    return l;
+  }
+  std::unique_ptr<VolumeClient> Client() {
+    VolumeClientOptions o;
+    o.rpc.request_timeout = std::chrono::milliseconds(10000);
+    auto c = VolumeClient::Open(MakeLayout(), o);
+    EXPECT_TRUE(c.ok()) << c.status().ToString();
+    return c.ok() ? std::move(*c) : nullptr;
+  }
+  std::unique_ptr<BrickClient> Raw(int i) {
+    auto c = BrickClient::Connect("127.0.0.1", ports_[static_cast<size_t>(i)]);
+    EXPECT_TRUE(c.ok()) << c.status().ToString();
+    return c.ok() ? std::move(*c) : nullptr;
+  }
+  // Every gfid in brick i's heal index.
+  std::vector<Gfid> Index(int i) {
+    auto c = Raw(i);
+    Request q;
+    q.op = Op::kHealIndex;
+    q.length = 4096;
+    auto r = c->CallSync(q);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    std::vector<Gfid> v;
+    if (r.ok())
+      for (auto& e : r->entries) v.push_back(e.gfid);
+    return v;
+  }
+  // A listing of brick i's whole tree: path -> "type mode uid gid gfid [size content|target]".
+  std::map<std::string, std::string> Tree(int i) {
+    auto c = Raw(i);
+    std::map<std::string, std::string> out;
+    Walk(c.get(), Gfid::Root(), "", &out, IsArbiter(i));
+    return out;
+  }
+
+ private:
+  void Walk(BrickClient* c, const Gfid& dir, const std::string& path,
+            std::map<std::string, std::string>* out, bool arbiter) {
+    auto entries = c->ReaddirAll(dir, true);
+    ASSERT_TRUE(entries.ok()) << entries.status().ToString();
+    for (auto& e : *entries) {
+      const std::string p = path + "/" + e.name;
+      const auto& a = e.attr;
+      std::string d = std::to_string(a.mode) + " " + std::to_string(a.uid) + " " +
+                      std::to_string(a.gid) + " " + e.gfid.ToString();
+      if (S_ISREG(a.mode) && !arbiter) {
+        auto data = c->Read(e.gfid, 0, a.size + 1);
+        d += " " + std::to_string(a.size) + " " + (data.ok() ? *data : "<unreadable>");
+      }
+      if (S_ISLNK(a.mode)) {
+        Request q;
+        q.op = Op::kReadlink;
+        q.gfid = e.gfid;
+        auto r = c->CallSync(q);
+        d += " -> " + (r.ok() ? r->data : "?");
+      }
+      (*out)[p] = d;
+      if (S_ISDIR(a.mode)) Walk(c, e.gfid, p, out, arbiter);
+    }
+  }
+
+  TempDir tmp_;
+  int n_;
+  bool arbiter_;
+  std::vector<std::unique_ptr<BrickServer>> servers_;
+  std::vector<uint16_t> ports_;
+};
+
+// The trees of bricks that hold data must be identical; an arbiter's has the same names.
+void ExpectIdentical(Cluster& c, int n) {
+  auto t0 = c.Tree(0);
+  for (int i = 1; i < n; ++i) {
+    auto ti = c.Tree(i);
+    if (c.IsArbiter(i)) {
+      ASSERT_EQ(ti.size(), t0.size());
+      for (auto& [p, d] : t0) EXPECT_TRUE(ti.count(p)) << p << " missing on the arbiter";
+      continue;
+    }
+    EXPECT_EQ(t0, ti) << "brick 0 and brick " << i << " differ";
+  }
+}
+
+void HealUntilClean(Cluster& c, VolumeClient* vc, int n) {
+  Healer h(vc);
+  for (int round = 0; round < 20; ++round) {
+    auto st = h.HealOnce();
+    ASSERT_TRUE(st.ok()) << st.status().ToString();
+    bool clean = true;
+    for (int i = 0; i < n; ++i)
+      if (!c.Index(i).empty()) clean = false;
+    if (clean) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  auto info = h.Info(false);
+  ASSERT_TRUE(info.ok());
+  for (auto& e : *info) ADD_FAILURE() << "still needs heal: " << e.brick_name << " " << e.path << " " << e.needs;
+}
+
+TEST(VolumeClient, ReplicatesEveryOpWithTheSameGfids) {
+  Cluster c(3);
+  auto vc = c.Client();
+  ASSERT_NE(vc, nullptr);
+  auto d = vc->Mkdir(Gfid::Root(), "docs", 0755, 0, 0);
+  ASSERT_OK(d);
+  auto f = vc->Create(d->gfid, "a.txt", 0644, 1000, 1000, true);
+  ASSERT_OK(f);
+  ASSERT_OK(vc->Write(f->gfid, 0, "hello world"));
+  ASSERT_OK(vc->Flush(f->gfid));
+  auto data = vc->Read(f->gfid, 0, 100);
+  ASSERT_OK(data);
+  EXPECT_EQ(*data, "hello world");
+  ASSERT_OK(vc->Symlink(d->gfid, "link", "a.txt", 0, 0));
+  ASSERT_OK(vc->Link(f->gfid, Gfid::Root(), "hard"));
+  ASSERT_OK(vc->Rename(d->gfid, "a.txt", Gfid::Root(), "b.txt"));
+  ASSERT_OK(vc->Setxattr(f->gfid, "user.k", "v", 0));
+  SetattrArgs a;
+  a.valid = brick_proto::kAttrMode;
+  a.mode = 0600;
+  ASSERT_OK(vc->Setattr(f->gfid, a));
+  EXPECT_EQ(vc->Mkdir(Gfid::Root(), "docs", 0755, 0, 0).status().sys_errno(), EEXIST);
+  EXPECT_EQ(vc->Unlink(Gfid::Root(), "nope").sys_errno(), ENOENT);
+  EXPECT_EQ(vc->Rmdir(Gfid::Root(), "docs").sys_errno(), ENOTEMPTY);
+  auto got = vc->Lookup(Gfid::Root(), "b.txt");
+  ASSERT_OK(got);
+  EXPECT_EQ(got->gfid, f->gfid);
+  EXPECT_EQ(got->size, 11u);
+  EXPECT_EQ(got->mode & 07777, 0600u);
+  ExpectIdentical(c, 3);
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(c.Index(i).empty()) << "markers left on brick " << i;
+}
+
+TEST(VolumeClient, ABrickDownIsMarkedAndHealedWhenItReturns) {
+  Cluster c(3);
+  auto vc = c.Client();
+  ASSERT_NE(vc, nullptr);
+  auto d = vc->Mkdir(Gfid::Root(), "d", 0755, 0, 0);
+  ASSERT_OK(d);
+  auto old = vc->Create(d->gfid, "old", 0644, 0, 0, true);
+  ASSERT_OK(old);
+  ASSERT_OK(vc->Write(old->gfid, 0, std::string(3 << 20, 'x')));
+  ASSERT_OK(vc->Flush(old->gfid));
+  auto gone = vc->Create(d->gfid, "gone", 0644, 0, 0, true);
+  ASSERT_OK(gone);
+
+  c.Stop(2);
+  // Writes go on with two of three.
+  auto f = vc->Create(d->gfid, "new", 0640, 7, 8, true);
+  ASSERT_OK(f);
+  ASSERT_OK(vc->Write(f->gfid, 0, "written while brick 2 was down"));
+  ASSERT_OK(vc->Write(old->gfid, 1 << 20, std::string(4096, 'y')));
+  ASSERT_OK(vc->Flush(f->gfid));
+  ASSERT_OK(vc->Flush(old->gfid));
+  ASSERT_OK(vc->Unlink(d->gfid, "gone"));
+  auto sub = vc->Mkdir(d->gfid, "sub", 0700, 0, 0);
+  ASSERT_OK(sub);
+  ASSERT_OK(vc->Create(sub->gfid, "deep", 0644, 0, 0, true));
+  ASSERT_OK(vc->Rename(d->gfid, "old", Gfid::Root(), "moved"));
+  ASSERT_OK(vc->Setxattr(f->gfid, "user.tag", "blue", 0));
+  EXPECT_FALSE(c.Index(0).empty());
+  EXPECT_FALSE(c.Index(1).empty());
+
+  c.Start(2);
+  // Reads of a stale object never come from brick 2, even once it is back.
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  auto data = vc->Read(old->gfid, 1 << 20, 4096);
+  ASSERT_OK(data);
+  EXPECT_EQ(*data, std::string(4096, 'y'));
+
+  HealUntilClean(c, vc.get(), 3);
+  ExpectIdentical(c, 3);
+}
+
+TEST(VolumeClient, WithoutQuorumWritesFailAndReadsWork) {
+  Cluster c(3);
+  auto vc = c.Client();
+  ASSERT_NE(vc, nullptr);
+  auto f = vc->Create(Gfid::Root(), "f", 0644, 0, 0, true);
+  ASSERT_OK(f);
+  ASSERT_OK(vc->Write(f->gfid, 0, "kept"));
+  ASSERT_OK(vc->Flush(f->gfid));
+  c.Stop(1);
+  c.Stop(2);
+  auto w = vc->Write(f->gfid, 0, "lost");
+  EXPECT_EQ(w.status().sys_errno(), EROFS) << w.status().ToString();
+  EXPECT_EQ(vc->Create(Gfid::Root(), "g", 0644, 0, 0, true).status().sys_errno(), EROFS);
+  auto r = vc->Read(f->gfid, 0, 10);
+  ASSERT_OK(r);
+  EXPECT_EQ(*r, "kept");
+  auto l = vc->Lookup(Gfid::Root(), "f");
+  ASSERT_OK(l);
+  c.Start(1);
+  c.Start(2);
+  HealUntilClean(c, vc.get(), 3);
+  ExpectIdentical(c, 3);
+}
+
+TEST(VolumeClient, TwoClientsAtOnceAgree) {
+  Cluster c(3);
+  auto a = c.Client();
+  auto b = c.Client();
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  auto shared = a->Create(Gfid::Root(), "shared", 0644, 0, 0, true);
+  ASSERT_OK(shared);
+  std::vector<std::thread> th;
+  for (int t = 0; t < 4; ++t) {
+    VolumeClient* vc = (t % 2 == 0) ? a.get() : b.get();
+    th.emplace_back([vc, t, g = shared->gfid] {
+      for (int i = 0; i < 30; ++i) {
+        std::string name = "f" + std::to_string(i % 7);
+        (void)vc->Create(Gfid::Root(), name, 0644, 0, 0, false);
+        (void)vc->Rename(Gfid::Root(), name, Gfid::Root(), "r" + std::to_string((i + t) % 5));
+        (void)vc->Write(g, static_cast<uint64_t>(i % 4) * 10, std::string(10, static_cast<char>('a' + t)));
+        if (i % 3 == 0) (void)vc->Unlink(Gfid::Root(), "r" + std::to_string(i % 5));
+      }
+      (void)vc->Flush(g);
+    });
+  }
+  for (auto& t : th) t.join();
+  ASSERT_OK(a->Flush(shared->gfid));
+  ASSERT_OK(b->Flush(shared->gfid));
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(c.Index(i).empty()) << "markers left on brick " << i;
+  ExpectIdentical(c, 3);
+}
+
+TEST(VolumeClient, ArbiterHoldsNamesButNoData) {
+  Cluster c(3, /*arbiter=*/true);
+  auto vc = c.Client();
+  ASSERT_NE(vc, nullptr);
+  auto f = vc->Create(Gfid::Root(), "f", 0644, 0, 0, true);
+  ASSERT_OK(f);
+  ASSERT_OK(vc->Write(f->gfid, 0, "data"));
+  ASSERT_OK(vc->Flush(f->gfid));
+  auto l = vc->Lookup(Gfid::Root(), "f");
+  ASSERT_OK(l);
+  EXPECT_EQ(l->size, 4u);
+  // One data brick and the arbiter still make quorum.
+  c.Stop(1);
+  ASSERT_OK(vc->Write(f->gfid, 4, "more"));
+  ASSERT_OK(vc->Flush(f->gfid));
+  auto r = vc->Read(f->gfid, 0, 100);
+  ASSERT_OK(r);
+  EXPECT_EQ(*r, "datamore");
+  c.Start(1);
+  HealUntilClean(c, vc.get(), 3);
+  ExpectIdentical(c, 3);
+}
+
+}  // namespace
+}  // namespace drfs::volume
