@@ -142,7 +142,7 @@ class Daemon::Impl {
   Result<Value> VolumeHeal(const Value& args);
   // Self-heal daemons: one per started replicated volume with a brick on this node.
   void ReconcileShd(const ClusterConfig& c);
-  void ReconcileShdLocked(const std::set<std::string>& want,
+  void ReconcileShdLocked(const std::map<std::string, std::chrono::milliseconds>& want,
                           std::vector<std::shared_ptr<SelfHealDaemon>>* retired);
   std::shared_ptr<SelfHealDaemon> FindShd(const std::string& volume);
   std::mutex shd_mu_;
@@ -1416,14 +1416,15 @@ Result<Value> Daemon::Impl::VolumeLayout(const Value& args) {
 // Self-heal
 
 void Daemon::Impl::ReconcileShd(const ClusterConfig& c) {
-  std::set<std::string> want;
+  std::map<std::string, std::chrono::milliseconds> want;
   for (const auto& [name, v] : c.volumes) {
     if (v.state != kVolumeStarted || v.replica < 2 ||
         v.bricks.size() != static_cast<size_t>(v.replica)) {
       continue;  // the volume client serves one replica set (volume/client.h)
     }
+    auto every = ParseDurationMs(EffectiveOption(v.options, "cluster.heal-interval"));
     for (const auto& b : v.bricks)
-      if (b.node_uuid == uuid()) want.insert(name);
+      if (b.node_uuid == uuid()) want[name] = std::chrono::milliseconds(every.ok() ? *every : 2000);
   }
   // Retired daemons are destroyed (their loops joined) after shd_mu_ is released.
   std::vector<std::shared_ptr<SelfHealDaemon>> retired;
@@ -1431,21 +1432,24 @@ void Daemon::Impl::ReconcileShd(const ClusterConfig& c) {
   ReconcileShdLocked(want, &retired);
 }
 
-void Daemon::Impl::ReconcileShdLocked(const std::set<std::string>& want,
+void Daemon::Impl::ReconcileShdLocked(const std::map<std::string, std::chrono::milliseconds>& want,
                                       std::vector<std::shared_ptr<SelfHealDaemon>>* retired) {
   for (auto it = shds_.begin(); it != shds_.end();) {
-    if (want.count(it->first)) {
+    auto w = want.find(it->first);
+    if (w != want.end() && w->second == it->second->poll()) {
       ++it;
       continue;
     }
-    DRFS_LOG(Info) << "self-heal daemon of volume " << it->first << " stops";
+    DRFS_LOG(Info) << "self-heal daemon of volume " << it->first
+                   << (w == want.end() ? " stops" : " restarts with a new heal interval");
     retired->push_back(std::move(it->second));
     it = shds_.erase(it);
   }
-  for (const auto& name : want) {
+  for (const auto& [name, every] : want) {
     if (shds_.count(name)) continue;
     ShdOptions o;
     o.volume = name;
+    o.poll = every;
     o.layout = [this, name]() -> Result<volume::Layout> {
       Value a;
       a["volume"] = name;

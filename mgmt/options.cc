@@ -25,8 +25,10 @@ std::vector<OptionDef> MakeOptions() {
        "brick restart", "a changelog segment is closed and a new one started past this size"},
       {"changelog.rollover-time", OptionType::kDuration, "15m", kSecond, 24 * kHour, {},
        "brick restart", "a changelog segment is closed and a new one started past this age"},
-      {"cluster.heal-interval", OptionType::kDuration, "10m", kSecond, 24 * kHour, {},
-       "self-heal daemon", "how often the self-heal daemon crawls for entries that need heal"},
+      {"cluster.heal-interval", OptionType::kDuration, "2s", kSecond, 24 * kHour, {},
+       "self-heal daemon",
+       "how often the self-heal daemon reads its bricks' heal index and heals what it lists "
+       "(reading an empty index costs one request per brick)"},
       {"cluster.quorum-count", OptionType::kInt, "2", 1, 16, {}, "client",
        "replicas that must be up for writes when cluster.quorum-type=fixed"},
       {"cluster.quorum-type", OptionType::kEnum, "auto", 0, 0, {"auto", "fixed", "none"},

@@ -50,6 +50,7 @@ class SelfHealDaemon {
   // Runs a pass as soon as possible.
   void Trigger();
   ShdStatus status() const;
+  std::chrono::milliseconds poll() const { return opts_.poll; }
   // What needs heal (every brick's index, not only this node's).
   Result<std::vector<volume::HealEntry>> Info(bool split_brain_only);
 
