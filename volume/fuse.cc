@@ -23,6 +23,7 @@
 #include <fstream>
 #include <mutex>
 #include <sstream>
+#include <unordered_map>
 
 #include "common/log.h"
 #include "volume/detail/inode_table.h"
@@ -96,9 +97,14 @@ struct stat ToStat(const Iatt& a) {
   return st;
 }
 
-// ACLs would be stored on the bricks as xattrs of the backend files, where they mean nothing to
-// the kernel of the mount (it checks permissions from mode bits): refuse them openly.
-bool IsAclXattr(const char* name) { return std::strncmp(name, "system.posix_acl_", 17) == 0; }
+// The kernel hands FUSE every xattr name; a local file system knows user., trusted. and
+// security. and refuses other namespaces with EOPNOTSUPP. system.* is POSIX ACLs, which would be
+// stored on the bricks as xattrs of the backend files, where they mean nothing to the kernel
+// of the mount (it checks permissions from mode bits): refused openly too.
+bool XattrNamespaceOk(const char* name) {
+  return std::strncmp(name, "user.", 5) == 0 || std::strncmp(name, "trusted.", 8) == 0 ||
+         std::strncmp(name, "security.", 9) == 0;
+}
 
 // Escapes a value for libfuse's comma-separated -o list.
 std::string EscapeOpt(const std::string& s) {
@@ -141,6 +147,16 @@ struct FuseMount::Impl {
     bool writable = false;
     std::atomic<bool> wrote{false};
   };
+  // Files open through this mount. A file unlinked (or renamed over) while open here is renamed
+  // to a hidden name instead, and removed at its last close, as NFS clients do: the bricks
+  // address files by gfid and drop a gfid with its last name, so an open file must keep one.
+  struct OpenFile {
+    int count = 0;
+    bool hidden = false;
+    Gfid hidden_parent;
+    std::string hidden_name;
+  };
+  static constexpr char kHiddenPrefix[] = ".drfs-unlinked-";
   // What fi->fh holds for an open directory. The kernel continues a listing from the offset it
   // got with the last entry it consumed. Offsets here are positions: 1 after ".", 2 after "..",
   // 2+k after the k-th entry from the volume, whose client cookie is cookies[k-1]. (The
@@ -168,6 +184,9 @@ struct FuseMount::Impl {
   std::optional<dev_t> device;
   std::atomic<bool> unmount_requested{false};
   std::atomic<bool> served{false};
+  std::mutex open_mu;
+  std::unordered_map<Gfid, OpenFile, detail::GfidHash> open_files;
+  std::atomic<size_t> open_entries{0};  // open_files.size(), read without the lock
 
   static Impl* Self(fuse_req_t req) { return static_cast<Impl*>(fuse_req_userdata(req)); }
 
@@ -212,6 +231,12 @@ struct FuseMount::Impl {
   void ReplyAttr(fuse_req_t req, const Iatt& a) {
     Note(a);
     struct stat st = ToStat(a);
+    // An unlinked open file: its hidden name is not a link anyone made.
+    if (open_entries > 0 && st.st_nlink > 0) {
+      std::lock_guard<std::mutex> l(open_mu);
+      auto it = open_files.find(a.gfid);
+      if (it != open_files.end() && it->second.hidden) --st.st_nlink;
+    }
     fuse_reply_attr(req, &st, opt.attr_timeout);
   }
 
@@ -437,10 +462,52 @@ struct FuseMount::Impl {
     self->ReplyEntry(req, *r);
   }
 
+  // If (parent, name) is the last name of a file open through this mount, renames it to its
+  // hidden name and returns the file's gfid (null otherwise); an error when it is that hidden
+  // name already (EBUSY, as NFS).
+  Result<Gfid> HideIfOpen(const Gfid& parent, const std::string& name) {
+    if (open_entries == 0) return Gfid();
+    auto r = client->Lookup(parent, name);
+    if (!r.ok() || !S_ISREG(r->mode) || r->nlink > 1) return Gfid();  // the op itself will tell
+    {
+      std::lock_guard<std::mutex> l(open_mu);
+      auto it = open_files.find(r->gfid);
+      if (it == open_files.end()) return Gfid();
+      if (it->second.hidden) {
+        return Status(Code::kFailedPrecondition, name + " is a file still open here", EBUSY);
+      }
+    }
+    const std::string hidden = kHiddenPrefix + r->gfid.ToString();
+    DRFS_RETURN_IF_ERROR(client->Rename(parent, name, parent, hidden, 0));
+    bool closed = false;
+    {
+      std::lock_guard<std::mutex> l(open_mu);
+      auto it = open_files.find(r->gfid);
+      if (it == open_files.end()) {
+        closed = true;
+      } else {
+        it->second.hidden = true;
+        it->second.hidden_parent = parent;
+        it->second.hidden_name = hidden;
+      }
+    }
+    if (closed) {  // its last close came meanwhile
+      Status s = client->Unlink(parent, hidden);
+      if (!s.ok()) DRFS_LOG(Warn) << "cannot remove " << hidden << ": " << s.message();
+    }
+    return r->gfid;
+  }
+
   static void Unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
     Impl* self = Self(req);
     auto pg = self->GfidOf(req, parent);
     if (!pg) return;
+    auto hid = self->HideIfOpen(*pg, name);
+    if (!hid.ok()) return self->Fail(req, "unlink", hid.status());
+    if (!hid->is_null()) {
+      fuse_reply_err(req, 0);
+      return;
+    }
     Status s = self->client->Unlink(*pg, name);
     if (!s.ok()) return self->Fail(req, "unlink", s);
     fuse_reply_err(req, 0);
@@ -468,14 +535,41 @@ struct FuseMount::Impl {
     if (!pg) return;
     auto npg = self->GfidOf(req, newparent);
     if (!npg) return;
+    // A target open here is kept under its hidden name (see OpenFile).
+    Gfid hid;
+    if (flags == 0) {
+      auto h = self->HideIfOpen(*npg, newname);
+      if (!h.ok()) return self->Fail(req, "rename", h.status());
+      hid = *h;
+    }
     Status s = self->client->Rename(*pg, name, *npg, newname, flags);
+    if (!s.ok() && !hid.is_null()) self->Unhide(hid, *npg, newname);
     if (!s.ok()) return self->Fail(req, "rename", s);
     fuse_reply_err(req, 0);
   }
 
   // ------------------------------------------------------------------ files
 
+  // A rename over a file open here failed after its target was hidden: put it back.
+  void Unhide(const Gfid& gfid, const Gfid& parent, const std::string& name) {
+    const std::string hidden = kHiddenPrefix + gfid.ToString();
+    // NOREPLACE: if the name was taken meanwhile, the file stays hidden (and goes at its close).
+    Status s = client->Rename(parent, hidden, parent, name, RENAME_NOREPLACE);
+    if (!s.ok()) {
+      DRFS_LOG(Warn) << "cannot give " << hidden << " back its name " << name << ": " << s.message();
+      return;
+    }
+    std::lock_guard<std::mutex> l(open_mu);
+    auto it = open_files.find(gfid);
+    if (it != open_files.end()) it->second.hidden = false;
+  }
+
   void FillOpen(fuse_file_info* fi, const Gfid& g) {
+    {
+      std::lock_guard<std::mutex> l(open_mu);
+      ++open_files[g].count;
+      open_entries = open_files.size();
+    }
     auto* h = new FileHandle;
     h->gfid = g;
     h->writable = (fi->flags & O_ACCMODE) != O_RDONLY;
@@ -487,6 +581,24 @@ struct FuseMount::Impl {
 
   static FileHandle* Handle(fuse_file_info* fi) {
     return fi ? reinterpret_cast<FileHandle*>(fi->fh) : nullptr;
+  }
+
+  // The end of one open: at the last one, a hidden (unlinked) file goes for good.
+  void CloseHandle(std::unique_ptr<FileHandle> h) {
+    if (!h) return;
+    OpenFile gone;
+    {
+      std::lock_guard<std::mutex> l(open_mu);
+      auto it = open_files.find(h->gfid);
+      if (it == open_files.end() || --it->second.count > 0) return;
+      gone = it->second;
+      open_files.erase(it);
+      open_entries = open_files.size();
+    }
+    if (gone.hidden) {
+      Status s = client->Unlink(gone.hidden_parent, gone.hidden_name);
+      if (!s.ok()) DRFS_LOG(Warn) << "cannot remove " << gone.hidden_name << ": " << s.message();
+    }
   }
 
   static void Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
@@ -514,7 +626,7 @@ struct FuseMount::Impl {
     fuse_entry_param e = self->Entry(*r, id);
     if (fuse_reply_create(req, &e, fi) != 0) {
       self->inodes.Forget(id, 1);
-      delete Handle(fi);
+      self->CloseHandle(std::unique_ptr<FileHandle>(Handle(fi)));
     }
   }
 
@@ -527,7 +639,7 @@ struct FuseMount::Impl {
       return;
     }
     self->FillOpen(fi, *g);
-    if (fuse_reply_open(req, fi) != 0) delete Handle(fi);
+    if (fuse_reply_open(req, fi) != 0) self->CloseHandle(std::unique_ptr<FileHandle>(Handle(fi)));
   }
 
   static void Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
@@ -573,6 +685,7 @@ struct FuseMount::Impl {
       Status s = self->client->Flush(h->gfid);
       if (!s.ok()) DRFS_LOG(Warn) << "release " << h->gfid.ToString() << ": " << s.message();
     }
+    self->CloseHandle(std::move(h));
     fuse_reply_err(req, 0);
   }
 
@@ -750,7 +863,7 @@ struct FuseMount::Impl {
   static void Setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value,
                        size_t size, int flags) {
     Impl* self = Self(req);
-    if (IsAclXattr(name)) {
+    if (!XattrNamespaceOk(name)) {
       fuse_reply_err(req, EOPNOTSUPP);
       return;
     }
@@ -776,7 +889,7 @@ struct FuseMount::Impl {
 
   static void Getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
     Impl* self = Self(req);
-    if (IsAclXattr(name)) {
+    if (!XattrNamespaceOk(name)) {
       fuse_reply_err(req, EOPNOTSUPP);
       return;
     }
@@ -803,7 +916,7 @@ struct FuseMount::Impl {
 
   static void Removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
     Impl* self = Self(req);
-    if (IsAclXattr(name)) {
+    if (!XattrNamespaceOk(name)) {
       fuse_reply_err(req, EOPNOTSUPP);
       return;
     }

@@ -7,7 +7,8 @@
 #   - files written, read, renamed and listed through the mount appear on all three brick
 #     directories with the same trusted.drfs.gfid;
 #   - a 1 MiB write(2) reaches the bricks as one write; O_APPEND writers in two processes
-#     never overwrite each other; a second mount sees the first one's changes;
+#     never overwrite each other; a file unlinked while open stays usable until closed; a
+#     second mount sees the first one's changes;
 #   - umount, mount again: the data is there; -o ro refuses writes with EROFS;
 #   - SIGTERM unmounts; bad arguments are usage errors (exit 2), a missing volume exit 1;
 #   - a brick restarted on another port is followed by the mount (layout refresh).
@@ -214,6 +215,24 @@ for t in "AB":
     assert mine == [f"{t} {i:04d} {'x' * 40}" for i in range(300)], t
 EOF
 for n in 1 2 3; do cmp -s "$M/log" "$T/b$n/log" || fail "brick $n: log differs"; done
+
+# --- a file unlinked while open keeps working until its last close, then is gone everywhere
+python3 - "$M" <<'EOF' || fail "unlinked open file"
+import os, sys
+m = sys.argv[1]
+fd = os.open(m + "/scratch", os.O_CREAT | os.O_RDWR, 0o644)
+os.write(fd, b"still here")
+os.unlink(m + "/scratch")
+assert not os.path.exists(m + "/scratch")
+assert os.fstat(fd).st_nlink == 0, os.fstat(fd).st_nlink
+os.pwrite(fd, b"!", 10)
+assert os.pread(fd, 64, 0) == b"still here!"
+os.close(fd)
+assert not [n for n in os.listdir(m) if n.startswith(".drfs-unlinked-")], os.listdir(m)
+EOF
+for n in 1 2 3; do
+  ! ls -a "$T/b$n" | grep -q -e "^scratch$" -e "^.drfs-unlinked-" || fail "brick $n kept the unlinked file"
+done
 
 # --- mount -t drfs through /sbin/mount.drfs, with fstab-only options dropped
 install -m 0755 "$SRC/scripts/mount.drfs" /sbin/mount.drfs
