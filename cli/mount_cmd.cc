@@ -588,15 +588,18 @@ int MountMain(int argc, char** argv, int first) {
     }
     SetLogToStderr(false);
   }
-  auto report = [&](const std::string& error) {
-    if (!error.empty()) DRFS_LOG(Error) << "mount of " << c.fuse.fsname << " on " << c.mountpoint << " failed: " << error;
+  // `c` moves into the mount process below; the report keeps its own copies.
+  const std::string fsname = c.fuse.fsname, mountpoint = c.mountpoint;
+  const bool foreground = c.foreground;
+  auto report = [&ready_pipe, fsname, mountpoint, foreground](const std::string& error) {
+    if (!error.empty()) DRFS_LOG(Error) << "mount of " << fsname << " on " << mountpoint << " failed: " << error;
     if (ready_pipe[1] >= 0) {
       const std::string msg = error.empty() ? "ok" : error;
       (void)!::write(ready_pipe[1], msg.data(), msg.size());
       ::close(ready_pipe[1]);
       ready_pipe[1] = -1;
-    } else if (!error.empty() && c.foreground) {
-      std::cerr << "drfs: mount of " << c.fuse.fsname << " on " << c.mountpoint << " failed: " << error << "\n";
+    } else if (!error.empty() && foreground) {
+      std::cerr << "drfs: mount of " << fsname << " on " << mountpoint << " failed: " << error << "\n";
     }
   };
   if (c.log_level) SetLogLevel(*c.log_level);
