@@ -91,11 +91,13 @@ new_mount() {
 }
 
 # Node 3 restarts a dead brick after 1.5 s: time for the test to take its port meanwhile.
-for n in 1 2 3; do
+start_daemon() {
+  local n=$1
   "$DRFS" daemon --state-dir "$T/n$n" --listen "127.0.0.$n:$PORT" --brick-port-min $BP \
-    --brick-port-max $((BP + 39)) --restart-backoff-ms $([ $n = 3 ] && echo 1500 || echo 100) \
+    --brick-port-max $((BP + 39)) --restart-backoff-ms $([ "$n" = 3 ] && echo 1500 || echo 100) \
     >/dev/null || fail "daemon $n did not start"
-done
+}
+for n in 1 2 3; do start_daemon $n; done
 d 1 peer probe "127.0.0.2:$PORT" >/dev/null || fail "probe 2"
 d 1 peer probe "127.0.0.3:$PORT" >/dev/null || fail "probe 3"
 d 1 volume create pvol replica 3 "127.0.0.1:$T/b1" "127.0.0.2:$T/b2" "127.0.0.3:$T/b3" >/dev/null || fail "create"
@@ -293,10 +295,17 @@ pid1=$(mount_pid "$M")
 "$DRFS" umount "$M" || fail "drfs umount"
 not_mounted "$M" || fail "still mounted after drfs umount"
 gone "$pid1" || fail "drfs umount returned before the mount process ended"
+# ... through node 3 while its drfsd is down: the layout comes from a backup server, without
+# brick 3's port (its node cannot say), and brick 3 joins once node 3's drfsd is back.
+kill "$(cat "$T/n3/drfsd.pid")"
+wait_for 10 "drfsd 3 to stop" test ! -e "$T/n3/drfsd.pid"
 "$DRFS" mount "127.0.0.3:$PORT:/pvol" "$M" -o backup-volfile-servers=127.0.0.1:127.0.0.2 || fail "mount again"
 [ "$(cat "$M/dir/renamed.txt")" = "hello drfs" ] || fail "data lost across remount"
 [ "$(md5sum <"$M/big")" = "$sum" ] || fail "big changed across remount"
 [ "$(wc -l <"$M/log")" = 600 ] || fail "log changed across remount"
+echo "two of three" >"$M/two.txt" || fail "write with brick 3 unknown to the mount"
+start_daemon 3
+wait_for 20 "the mount to learn brick 3's port" grep -q "b3 port 0 -> $new_port" "/var/log/drfs/mnt-$(esc "$M").log"
 
 # --- SIGTERM unmounts; a busy mount is detached and ends when its last user leaves
 pid1=$(mount_pid "$M")
