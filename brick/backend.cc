@@ -42,6 +42,16 @@
 //
 // RENAME_EXCHANGE is journaled as a RENAME with changelog::kRenameExchange in rename_flags and
 // the other entry's gfid in `replaced`: the two entries swapped and nothing was removed.
+//
+// Pending markers (xattrop). The counters live in trusted.drfs.pending as little-endian int32s,
+// and an object with any counter not zero has an empty file .drfs/heal/<gfid>. An xattrop runs
+// under the object's stripe, so xattrops on one object are serialized, and orders its two
+// writes so that a crash anywhere leaves the heal index a superset of the marked objects:
+// going non-zero it creates the index entry first, then stores the xattr; going all-zero it
+// removes the xattr first, then the index entry. Nothing is fsynced: markers are not journaled
+// and a kill -9 keeps the page cache; across a power cut the order holds as far as the file
+// system commits its metadata in order (ext4 and xfs journal both in one stream). Listing the
+// index (HealIndex) drops the entries such a crash left behind, under the same stripe.
 #include "brick/backend.h"
 
 #include <dirent.h>
@@ -68,6 +78,7 @@
 #include <mutex>
 #include <shared_mutex>
 #include <string_view>
+#include <tuple>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -77,6 +88,7 @@
 #include "brick/detail/lock_table.h"
 #include "changelog/journal.h"
 #include "changelog/reader.h"
+#include "common/coding.h"
 #include "common/failpoint.h"
 #include "common/log.h"
 #include "common/time.h"
@@ -106,6 +118,11 @@ constexpr char kGfidXattr[] = "trusted.drfs.gfid";
 // can find a path without a search.
 constexpr char kPgfidXattr[] = "trusted.drfs.pgfid";
 constexpr char kPrivateDir[] = ".drfs";
+// Pending-heal markers (see the notes at the top), and the heal index under DIR.
+constexpr char kPendingXattr[] = "trusted.drfs.pending";
+constexpr char kHealDir[] = ".drfs/heal";
+// Every xattr the brick keeps for itself starts with this; clients can neither see nor set them.
+constexpr std::string_view kBrickXattrPrefix = "trusted.drfs.";
 // The root's handle, relative to its own folder .drfs/gfid/00/00/.
 constexpr char kRootHandleTarget[] = "../../../..";
 constexpr size_t kDefaultDirEntries = 512;
@@ -226,9 +243,7 @@ Reply ToReply(const Status& s) {
   return ErrorReply(s.sys_errno() != 0 ? s.sys_errno() : EIO, s.message());
 }
 
-bool IsReserved(std::string_view xattr) {
-  return xattr == kGfidXattr || xattr == kPgfidXattr;
-}
+bool IsReserved(std::string_view xattr) { return xattr.starts_with(kBrickXattrPrefix); }
 
 // What clients may set or remove. trusted.* and security.* act on the brick host itself (a
 // security.capability on a brick file would give local users on that host privileges), so only
@@ -371,6 +386,35 @@ bool SameInode(const struct stat& a, const struct stat& b) {
   return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
 }
 
+bool AllZero(const std::vector<int32_t>& v) {
+  return std::all_of(v.begin(), v.end(), [](int32_t x) { return x == 0; });
+}
+
+std::string EncodePending(const std::vector<int32_t>& v) {
+  std::string out;
+  for (int32_t x : v)
+    PutFixed32(&out, static_cast<uint32_t>(x));
+  return out;
+}
+
+// The markers of an object (empty when it has none). One getxattr.
+Result<std::vector<int32_t>> ReadPending(const Object& o, const std::string& where) {
+  char buf[brick_proto::kMaxPendingCounters * 4];
+  ssize_t n = o.rdwr ? ::fgetxattr(o.fd.get(), kPendingXattr, buf, sizeof buf)
+                     : ::getxattr(o.proc().c_str(), kPendingXattr, buf, sizeof buf);
+  if (n < 0 && errno == ENODATA) return std::vector<int32_t>();
+  if (n < 0 && errno != ERANGE) return SysErr(errno, "read the pending markers of " + where);
+  if (n < 0 || n % 4 != 0) {
+    return SysErr(EIO, "the pending markers (" + std::string(kPendingXattr) + ") of " + where +
+                           " are malformed; remove that xattr from the object on the brick "
+                           "and run heal");
+  }
+  std::vector<int32_t> v(static_cast<size_t>(n) / 4);
+  for (size_t i = 0; i < v.size(); ++i)
+    v[i] = static_cast<int32_t>(DecodeFixed32(buf + 4 * i));
+  return v;
+}
+
 // Writes all of `data` at `offset`; returns the bytes written and the errno that stopped it.
 std::pair<size_t, int> PwriteAll(int fd, std::string_view data, uint64_t offset) {
   size_t done = 0;
@@ -399,6 +443,7 @@ struct Backend::Impl {
   Fd index_fd;    // DIR/.drfs/gfid
   detail::IntentLog intents;  // DIR/.drfs/intents
   Fd tmp_fd;      // DIR/.drfs/tmp
+  Fd heal_fd;     // DIR/.drfs/heal
   std::unique_ptr<changelog::Writer> journal;
   RepairReport repair;
   LockTable locks;
@@ -936,6 +981,15 @@ struct Backend::Impl {
   Reply Listxattr(const Request& q);
   Reply Removexattr(const Request& q);
   Reply ResolveGfid(const Request& q);
+  Reply Xattrop(const Request& q, bool allow_when_read_only);
+  Reply HealIndex(const Request& q);
+  // Drops the heal index entry of `g` if its object is gone or has no markers (what a crash
+  // between the two steps of an xattrop leaves); true if it did.
+  bool DropStaleHealEntry(const Gfid& g);
+
+  std::string ArbiterNote() const {
+    return "brick " + dir + " is an arbiter: it keeps names and attributes but no file data";
+  }
 
   Result<std::string> DirPath(const Object& o);
   // A tree path of a non-directory inode, by walking the whole tree.
@@ -1085,16 +1139,22 @@ Reply Backend::Impl::Lookup(const Request& q) {
   if (!e.ok()) return ToReply(e.status());
   if (!e->exists)
     return ErrorReply(ENOENT, "lookup " + Where(q.parent, q.name) + ": no such entry");
+  auto pending = ReadPending(e->obj, Where(q.parent, q.name));
+  if (!pending.ok()) return ToReply(pending.status());
   Reply r;
   r.attr = ToIatt(e->obj.st, e->obj.gfid);
+  if (!AllZero(*pending)) r.pending = std::move(*pending);
   return r;
 }
 
 Reply Backend::Impl::Getattr(const Request& q) {
   auto o = Resolve(q.gfid);
   if (!o.ok()) return ToReply(o.status());
+  auto pending = ReadPending(*o, Where(q.gfid));
+  if (!pending.ok()) return ToReply(pending.status());
   Reply r;
   r.attr = ToIatt(o->st, o->gfid);
+  if (!AllZero(*pending)) r.pending = std::move(*pending);
   return r;
 }
 
@@ -1143,6 +1203,10 @@ Reply Backend::Impl::Read(const Request& q) {
   auto o = Resolve(q.gfid);
   if (!o.ok()) return ToReply(o.status());
   if (o->is_dir()) return ErrorReply(EISDIR, "read " + Where(q.gfid) + ": is a directory");
+  if (options.arbiter) {
+    return ErrorReply(EIO, "read " + Where(q.gfid) + ": " + ArbiterNote() +
+                               "; read from a data brick of its replica set");
+  }
   auto f = Reopen(*o, O_RDONLY, q.gfid);
   if (!f.ok()) return ToReply(f.status());
   size_t want = static_cast<size_t>(std::min<uint64_t>(q.length, brick_proto::kMaxIo));
@@ -1755,10 +1819,19 @@ Reply Backend::Impl::Write(const Request& q) {
   StripeLock lock(locks, {LockTable::ObjectSlot(q.gfid)});
   auto o = Resolve(q.gfid);
   if (!o.ok()) return ToReply(o.status());
-  auto f = Reopen(*o, O_WRONLY, q.gfid);
-  if (!f.ok()) return ToReply(f.status().WithContext("write"));
-  auto [done, err] = PwriteAll(f->get(), q.data, q.offset);
-  if (done == 0 && err != 0) return ToReply(SysErr(err, what));
+  size_t done = q.data.size();
+  if (options.arbiter) {
+    // No data: only what a write would be refused for is checked, and the write is journaled
+    // (the journal still tells which files changed) and answered as if it had been stored.
+    if (o->is_dir()) return ErrorReply(EISDIR, what + ": is a directory");
+    if (!S_ISREG(o->st.st_mode)) return ErrorReply(EINVAL, what + ": not a regular file");
+  } else {
+    auto f = Reopen(*o, O_WRONLY, q.gfid);
+    if (!f.ok()) return ToReply(f.status().WithContext("write"));
+    int err = 0;
+    std::tie(done, err) = PwriteAll(f->get(), q.data, q.offset);
+    if (done == 0 && err != 0) return ToReply(SysErr(err, what));
+  }
   Reply r;
   r.count = done;
   if (done > 0) {
@@ -1782,11 +1855,17 @@ Reply Backend::Impl::Fallocate(const Request& q) {
   StripeLock lock(locks, {LockTable::ObjectSlot(q.gfid)});
   auto o = Resolve(q.gfid);
   if (!o.ok()) return ToReply(o.status());
-  auto f = Reopen(*o, O_WRONLY, q.gfid);
-  if (!f.ok()) return ToReply(f.status().WithContext("fallocate"));
-  if (::fallocate(f->get(), static_cast<int>(q.flags), static_cast<off_t>(q.offset),
-                  static_cast<off_t>(q.length)) != 0) {
-    return ToReply(SysErr(errno, what));
+  if (options.arbiter) {
+    // Nothing to allocate; journaled like a write.
+    if (o->is_dir()) return ErrorReply(EISDIR, what + ": is a directory");
+    if (!S_ISREG(o->st.st_mode)) return ErrorReply(EINVAL, what + ": not a regular file");
+  } else {
+    auto f = Reopen(*o, O_WRONLY, q.gfid);
+    if (!f.ok()) return ToReply(f.status().WithContext("fallocate"));
+    if (::fallocate(f->get(), static_cast<int>(q.flags), static_cast<off_t>(q.offset),
+                    static_cast<off_t>(q.length)) != 0) {
+      return ToReply(SysErr(errno, what));
+    }
   }
   Record rec;
   rec.op = OpType::kFallocate;
@@ -1812,7 +1891,10 @@ Reply Backend::Impl::Setattr(const Request& q) {
   if (!o.ok()) return ToReply(o.status());
   const uint32_t v = q.attr_valid;
   SharedFd trunc;
-  if (v & kAttrSize) {
+  if ((v & kAttrSize) && options.arbiter && !S_ISREG(o->st.st_mode)) {
+    return ErrorReply(o->is_dir() ? EISDIR : EINVAL, what + ": not a regular file");
+  }
+  if ((v & kAttrSize) && !options.arbiter) {
     // Open first so a truncate that cannot happen fails before anything changed.
     auto f = Reopen(*o, O_WRONLY, q.gfid);
     if (!f.ok()) return ToReply(f.status().WithContext("truncate"));
@@ -1851,7 +1933,9 @@ Reply Backend::Impl::Setattr(const Request& q) {
   }
   bool truncated = false;
   if (err.ok() && (v & kAttrSize)) {
-    if (::ftruncate(trunc.get(), static_cast<off_t>(q.size)) != 0) {
+    if (options.arbiter) {
+      truncated = true;  // the size is data: kept at 0, but journaled like a write
+    } else if (::ftruncate(trunc.get(), static_cast<off_t>(q.size)) != 0) {
       err = SysErr(errno, what + " (size)");
     } else {
       truncated = true;
@@ -1952,6 +2036,126 @@ Reply Backend::Impl::Removexattr(const Request& q) {
   return r;
 }
 
+// --- markers ---------------------------------------------------------------------------------
+
+Reply Backend::Impl::Xattrop(const Request& q, bool allow_when_read_only) {
+  const std::string what = "xattrop " + Where(q.gfid);
+  if (q.pending.size() > brick_proto::kMaxPendingCounters) {
+    return ErrorReply(EINVAL, what + ": more than " +
+                                  std::to_string(brick_proto::kMaxPendingCounters) + " counters");
+  }
+  const bool changes = !AllZero(q.pending);
+  if (changes && options.read_only && !allow_when_read_only) {
+    return ErrorReply(EROFS, what + " refused: brick " + dir +
+                                 " is read-only (this site is a secondary; only its applier may "
+                                 "change it)");
+  }
+  StripeLock lock(locks, {LockTable::ObjectSlot(q.gfid)});
+  auto o = Resolve(q.gfid);
+  if (!o.ok()) return ToReply(o.status());
+  auto cur = ReadPending(*o, Where(q.gfid));
+  if (!cur.ok()) return ToReply(cur.status());
+  Reply r;
+  if (!changes) {
+    if (!AllZero(*cur)) r.pending = std::move(*cur);
+    return r;
+  }
+  std::vector<int32_t> next(std::max(cur->size(), q.pending.size()), 0);
+  for (size_t i = 0; i < next.size(); ++i) {
+    const int64_t sum = static_cast<int64_t>(i < cur->size() ? (*cur)[i] : 0) +
+                        (i < q.pending.size() ? q.pending[i] : 0);
+    if (sum > std::numeric_limits<int32_t>::max() || sum < std::numeric_limits<int32_t>::min()) {
+      return ErrorReply(EOVERFLOW, what + ": counter " + std::to_string(i) +
+                                       " would overflow; nothing was changed");
+    }
+    next[i] = static_cast<int32_t>(sum);
+  }
+  const std::string index_name = q.gfid.ToString();
+  const std::string path = o->proc();
+  if (AllZero(next)) {
+    // The xattr goes first, then the index entry: a crash in between leaves an extra entry.
+    if (::removexattr(path.c_str(), kPendingXattr) != 0 && errno != ENODATA) {
+      return ToReply(SysErr(errno, what + ": remove the markers"));
+    }
+    DRFS_FAILPOINT("brick.xattrop.before_index_remove");
+    if (::unlinkat(heal_fd.get(), index_name.c_str(), 0) != 0 && errno != ENOENT) {
+      // Harmless (the index may list more than is marked); the next listing retries.
+      DRFS_LOG(Warn) << "brick " << dir << ": cannot remove heal index entry " << index_name
+                     << ": " << std::strerror(errno);
+    }
+    return r;
+  }
+  // The index entry goes first, then the xattr: a crash in between leaves an extra entry.
+  const bool was_zero = AllZero(*cur);
+  if (::mknodat(heal_fd.get(), index_name.c_str(), S_IFREG | 0600, 0) != 0 && errno != EEXIST) {
+    return ToReply(SysErr(errno, what + ": add it to the heal index " + dir + "/" + kHealDir));
+  }
+  const std::string value = EncodePending(next);
+  Status st;
+  if (DRFS_FAILPOINT("brick.xattrop.after_index")) {
+    st = SysErr(EIO, what + ": failure probe brick.xattrop.after_index");
+  } else if (::setxattr(path.c_str(), kPendingXattr, value.data(), value.size(), 0) != 0) {
+    st = SysErr(errno, what + ": store the markers");
+  }
+  if (!st.ok()) {
+    if (was_zero) ::unlinkat(heal_fd.get(), index_name.c_str(), 0);
+    return ToReply(st);
+  }
+  r.pending = std::move(next);
+  return r;
+}
+
+bool Backend::Impl::DropStaleHealEntry(const Gfid& g) {
+  StripeLock lock(locks, {LockTable::ObjectSlot(g)});
+  auto o = Resolve(g);
+  bool stale = false;
+  if (!o.ok()) {
+    stale = o.status().sys_errno() == ENOENT;
+  } else {
+    auto p = ReadPending(*o, Where(g));
+    stale = p.ok() && AllZero(*p);
+  }
+  if (stale) ::unlinkat(heal_fd.get(), g.ToString().c_str(), 0);
+  return stale;
+}
+
+Reply Backend::Impl::HealIndex(const Request& q) {
+  const std::string what = "list the heal index " + dir + "/" + kHealDir;
+  Fd d(::openat(heal_fd.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!d.valid()) return ToReply(SysErr(errno, what));
+  if (q.offset != 0 && ::lseek(d.get(), static_cast<off_t>(q.offset), SEEK_SET) < 0) {
+    return ToReply(SysErr(errno, what + " from cookie " + std::to_string(q.offset)));
+  }
+  const size_t max = q.length == 0 ? kDefaultDirEntries
+                                   : std::min<uint64_t>(q.length, brick_proto::kMaxDirEntries);
+  Reply r;
+  alignas(8) char buf[32 * 1024];
+  while (r.entries.size() < max) {
+    ssize_t n = ::getdents64(d.get(), buf, sizeof buf);
+    if (n < 0) return ToReply(SysErr(errno, what));
+    if (n == 0) {
+      r.eof = true;
+      break;
+    }
+    for (ssize_t pos = 0; pos < n;) {
+      const auto* de = reinterpret_cast<const struct dirent64*>(buf + pos);
+      pos += de->d_reclen;
+      const std::string_view name = de->d_name;
+      if (name == "." || name == "..") continue;
+      auto g = Gfid::Parse(name);
+      if (!g || g->ToString() != name || DropStaleHealEntry(*g)) continue;
+      DirEntry e;
+      e.name = std::string(name);
+      e.gfid = *g;
+      e.type = 0;
+      e.cookie = static_cast<uint64_t>(de->d_off);
+      r.entries.push_back(std::move(e));
+      if (r.entries.size() == max) break;  // the rest of the buffer is read again next time
+    }
+  }
+  return r;
+}
+
 // --- Backend ---------------------------------------------------------------------------------
 
 Backend::Backend(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -1987,8 +2191,8 @@ Result<std::unique_ptr<Backend>> Backend::Open(const std::string& dir,
   impl->root_fd.reset(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!impl->root_fd.valid()) return ErrnoStatus(errno, "open brick directory " + dir);
   const int root = impl->root_fd.get();
-  for (const char* d :
-       {".drfs", ".drfs/gfid", ".drfs/gfid/00", ".drfs/gfid/00/00", ".drfs/tmp"}) {
+  for (const char* d : {".drfs", ".drfs/gfid", ".drfs/gfid/00", ".drfs/gfid/00/00", ".drfs/tmp",
+                        kHealDir}) {
     if (::mkdirat(root, d, 0700) != 0 && errno != EEXIST) {
       return ErrnoStatus(errno, "create " + dir + "/" + d);
     }
@@ -2000,6 +2204,7 @@ Result<std::unique_ptr<Backend>> Backend::Open(const std::string& dir,
   DRFS_RETURN_IF_ERROR(open_dir(".drfs/gfid", &impl->index_fd));
   DRFS_RETURN_IF_ERROR(impl->intents.Open(root, ".drfs/intents", dir + "/.drfs/intents"));
   DRFS_RETURN_IF_ERROR(open_dir(".drfs/tmp", &impl->tmp_fd));
+  DRFS_RETURN_IF_ERROR(open_dir(kHealDir, &impl->heal_fd));
 
   // The root's gfid, which also proves the file system keeps trusted xattrs.
   const std::string root_path = ProcPath(root);
@@ -2096,6 +2301,16 @@ Reply Backend::Execute(const Request& q, bool allow_when_read_only) {
       return b.Removexattr(q);
     case Op::kResolveGfid:
       return b.ResolveGfid(q);
+    case Op::kXattrop:
+      return b.Xattrop(q, allow_when_read_only);
+    case Op::kHealIndex:
+      return b.HealIndex(q);
+    case Op::kInodelk:
+    case Op::kEntrylk:
+      // Locks belong to connections, which only the server knows.
+      return ErrorReply(EOPNOTSUPP, std::string(brick_proto::OpName(q.op)) +
+                                        " is served by the brick server's lock manager, not by "
+                                        "the backend of brick " + impl_->dir);
   }
   return ErrorReply(ENOSYS, "unknown op");
 }
@@ -2111,6 +2326,9 @@ changelog::Writer* Backend::journal() {
 }
 bool Backend::read_only() const {
   return impl_->options.read_only;
+}
+bool Backend::arbiter() const {
+  return impl_->options.arbiter;
 }
 const Backend::RepairReport& Backend::repair_report() const {
   return impl_->repair;

@@ -15,6 +15,8 @@
 //   DIR/.drfs/intents          intents of multi-step namespace ops in flight, in fixed slots
 //                              (detail/intent_log.h; see backend.cc).
 //   DIR/.drfs/tmp/             new objects being built before they are renamed into the tree.
+//   DIR/.drfs/heal/<gfid>      the heal index: an empty file for each object whose pending
+//                              markers (xattr trusted.drfs.pending) are not all zero.
 // ".drfs" in the root is hidden from readdir and refused as a name.
 //
 // Contract:
@@ -33,7 +35,22 @@
 //   the new state of each op in flight, with the tree, the gfid index and the journal agreeing:
 //   an op is on disk if and only if it is journaled. Open() repairs what a crash left.
 // - Read-only mode refuses every mutation with EROFS unless the caller passes
-//   allow_when_read_only (the brick server does that for the applier's certificate role).
+//   allow_when_read_only (the brick server does that for the applier's certificate role). An
+//   XATTROP with a non-zero delta counts as a mutation here.
+// - Xattrs named trusted.drfs.* are the brick's own: clients can neither read, list, set nor
+//   remove them.
+// - Markers (brick_proto.h): XATTROP adds deltas to an object's counters, atomically with
+//   respect to other XATTROPs on it, and keeps the heal index a superset of the objects with a
+//   counter not zero, across kill -9 too (HEAL_INDEX lists it and drops what a crash left).
+//   LOOKUP, GETATTR and LOOKUP_GFID report the counters. Markers are not journaled and change
+//   no attribute a user sees. INODELK and ENTRYLK are not served here (EOPNOTSUPP): locks
+//   belong to connections, see BrickServer.
+// - Arbiter (BackendOptions::arbiter): the brick keeps the namespace, attributes and xattrs of
+//   a replica set but no file data, so it can break ties between two data bricks at the cost of
+//   metadata only. WRITE stores nothing and answers as if it had (count = the data's size),
+//   FALLOCATE allocates nothing, SETATTR leaves the size alone (files stay empty); all three are
+//   still journaled as on a data brick, so the journal tells which files changed. READ fails
+//   with EIO.
 // - Thread-safe: Execute() is called concurrently from a pool of disk threads.
 #pragma once
 
@@ -48,6 +65,7 @@ namespace drfs::brick {
 
 struct BackendOptions {
   bool read_only = false;
+  bool arbiter = false;  // keep no file data (see above)
   changelog::WriterOptions journal;  // brick_id, fsync policy, segment limits
 };
 
@@ -68,6 +86,7 @@ class Backend {
   const Gfid& brick_id() const;
   changelog::Writer* journal();
   bool read_only() const;
+  bool arbiter() const;
 
   // What Open() repaired (for logs and tests).
   struct RepairReport {

@@ -160,4 +160,59 @@ Result<std::vector<DirEntry>> BrickClient::ReaddirAll(const Gfid& dir, bool plus
   return all;
 }
 
+Result<std::vector<int32_t>> BrickClient::Xattrop(const Gfid& gfid, std::vector<int32_t> deltas) {
+  Request q;
+  q.op = Op::kXattrop;
+  q.gfid = gfid;
+  q.pending = std::move(deltas);
+  DRFS_ASSIGN_OR_RETURN(Reply r, CallSync(q));
+  return std::move(r.pending);
+}
+
+Result<std::vector<int32_t>> BrickClient::Inodelk(const Gfid& gfid, uint64_t owner,
+                                                  uint32_t flags, std::vector<int32_t> deltas) {
+  Request q;
+  q.op = Op::kInodelk;
+  q.gfid = gfid;
+  q.lock_owner = owner;
+  q.flags = flags;
+  q.pending = std::move(deltas);
+  DRFS_ASSIGN_OR_RETURN(Reply r, CallSync(q));
+  return std::move(r.pending);
+}
+
+Result<std::vector<int32_t>> BrickClient::Entrylk(const Gfid& parent, const std::string& name,
+                                                  uint64_t owner, uint32_t flags,
+                                                  std::vector<int32_t> deltas,
+                                                  const Gfid& new_parent,
+                                                  const std::string& new_name) {
+  Request q;
+  q.op = Op::kEntrylk;
+  q.parent = parent;
+  q.name = name;
+  q.new_parent = new_parent;
+  q.new_name = new_name;
+  q.lock_owner = owner;
+  q.flags = flags;
+  q.pending = std::move(deltas);
+  DRFS_ASSIGN_OR_RETURN(Reply r, CallSync(q));
+  return std::move(r.pending);
+}
+
+Result<std::vector<Gfid>> BrickClient::HealIndexAll(uint64_t page) {
+  std::vector<Gfid> all;
+  Request q;
+  q.op = Op::kHealIndex;
+  q.length = page;
+  for (;;) {
+    DRFS_ASSIGN_OR_RETURN(Reply r, CallSync(q));
+    for (const auto& e : r.entries) {
+      q.offset = e.cookie;
+      all.push_back(e.gfid);
+    }
+    if (r.eof || r.entries.empty()) break;
+  }
+  return all;
+}
+
 }  // namespace drfs::brick

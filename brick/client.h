@@ -49,6 +49,21 @@ class BrickClient {
                 const std::string& new_name, uint32_t flags = 0);
   Result<std::vector<brick_proto::DirEntry>> ReaddirAll(const Gfid& dir, bool plus = false);
 
+  // Replication support. Each returns the object's pending markers after the op (empty: all
+  // zero). A blocking lock waits here until granted; use Call() to wait without a thread.
+  Result<std::vector<int32_t>> Xattrop(const Gfid& gfid, std::vector<int32_t> deltas);
+  // flags: brick_proto::kLock* bits; deltas: the pre-op (lock) or post-op (unlock).
+  Result<std::vector<int32_t>> Inodelk(const Gfid& gfid, uint64_t owner, uint32_t flags,
+                                       std::vector<int32_t> deltas = {});
+  // name "" locks the whole directory; a non-null new_parent adds (new_parent, new_name).
+  Result<std::vector<int32_t>> Entrylk(const Gfid& parent, const std::string& name,
+                                       uint64_t owner, uint32_t flags,
+                                       std::vector<int32_t> deltas = {},
+                                       const Gfid& new_parent = Gfid(),
+                                       const std::string& new_name = "");
+  // Every gfid in the brick's heal index, `page` entries per call.
+  Result<std::vector<Gfid>> HealIndexAll(uint64_t page = 512);
+
   const std::string& brick_id() const { return brick_id_; }
   const std::string& target() const { return rpc_->target(); }
   // With ClientOptions::reconnect = false: the connection is gone for good (locks with it).

@@ -1,6 +1,10 @@
 #include "brick/server.h"
 
+#include <algorithm>
 #include <cerrno>
+#include <cstring>
+#include <limits>
+#include <optional>
 
 #include "common/failpoint.h"
 #include "common/log.h"
@@ -8,6 +12,20 @@
 namespace drfs::brick {
 
 using namespace brick_proto;
+
+namespace {
+
+bool AnyNonZero(const std::vector<int32_t>& v) {
+  return std::any_of(v.begin(), v.end(), [](int32_t x) { return x != 0; });
+}
+
+// A lock name is "" (the whole directory) or what an entry name may be.
+bool ValidLockName(const std::string& n) {
+  return n.empty() || (n != "." && n != ".." && n.find('/') == std::string::npos &&
+                       n.find('\0') == std::string::npos);
+}
+
+}  // namespace
 
 BrickServer::BrickServer(const BrickServerOptions& options, std::unique_ptr<Backend> backend)
     : opts_(options), backend_(std::move(backend)), disk_(options.disk_threads, "brick-disk") {}
@@ -18,6 +36,8 @@ Result<std::unique_ptr<BrickServer>> BrickServer::Start(const BrickServerOptions
   ServerOptions so;
   so.io_threads = options.io_threads;
   BrickServer* self = s.get();
+  // A client that goes away (crashed, partitioned, closed) releases its locks and waits.
+  so.on_close = [self](const PeerInfo& peer) { self->locks_.ReleaseConnection(peer.connection_id); };
   Status st = s->rpc_.Start(
       options.host, options.port, options.tls,
       [self](std::shared_ptr<const PeerInfo> peer, Frame request, Responder reply) {
@@ -28,7 +48,8 @@ Result<std::unique_ptr<BrickServer>> BrickServer::Start(const BrickServerOptions
   DRFS_LOG(Info) << "brick " << options.dir << " (id " << s->backend_->brick_id().ToString()
                  << ") serving on " << options.host << ":" << s->port()
                  << (options.tls.enabled() ? " with TLS" : "")
-                 << (options.backend.read_only ? ", read-only" : "");
+                 << (options.backend.read_only ? ", read-only" : "")
+                 << (options.backend.arbiter ? ", arbiter (no file data)" : "");
   return s;
 }
 
@@ -54,6 +75,10 @@ void BrickServer::Handle(std::shared_ptr<const PeerInfo> peer, Frame request, Re
                                                        "; is the client newer than this brick?"),
                 &out);
     reply.Send(op, std::move(out));
+    return;
+  }
+  if (op == static_cast<uint16_t>(Op::kInodelk) || op == static_cast<uint16_t>(Op::kEntrylk)) {
+    HandleLock(*peer, request, send);
     return;
   }
   const size_t bytes = request.payload.size() + kFrameHeaderSize;
@@ -83,6 +108,165 @@ void BrickServer::Handle(std::shared_ptr<const PeerInfo> peer, Frame request, Re
     send(ErrorReply(ESHUTDOWN, "brick " + opts_.dir + " is shutting down; retry on " +
                                    "another replica or after it restarts"));
   }
+}
+
+}  // namespace drfs::brick
+
+namespace drfs::brick {
+
+Reply BrickServer::ApplyMarkers(const std::vector<Gfid>& objects,
+                                const std::vector<int32_t>& deltas, bool applier,
+                                bool undo_on_error) {
+  Reply first;
+  std::optional<Reply> failed;
+  for (size_t i = 0; i < objects.size(); ++i) {
+    Request x;
+    x.op = Op::kXattrop;
+    x.gfid = objects[i];
+    x.pending = deltas;
+    Reply r = backend_->Execute(x, applier);
+    if (r.err != 0 && undo_on_error) {
+      // Take back what the objects before this one got, so a failed lock changed nothing.
+      std::vector<int32_t> back(deltas.size());
+      bool invertible = true;
+      for (size_t k = 0; k < deltas.size(); ++k) {
+        invertible = invertible && deltas[k] != std::numeric_limits<int32_t>::min();
+        back[k] = invertible ? -deltas[k] : 0;
+      }
+      for (size_t j = 0; j < i && invertible && AnyNonZero(back); ++j) {
+        Request u = x;
+        u.gfid = objects[j];
+        u.pending = back;
+        Reply ur = backend_->Execute(u, applier);
+        if (ur.err != 0) {
+          DRFS_LOG(Warn) << "brick " << opts_.dir << ": cannot take back the markers of gfid "
+                         << objects[j].ToString() << " after a failed lock: " << ur.message;
+        }
+      }
+      return r;
+    }
+    // Without undo (an unlock's post-op) every object gets its deltas; the first failure is
+    // what the reply reports.
+    if (r.err != 0 && !failed) failed = r;
+    if (i == 0) first = std::move(r);
+  }
+  return failed ? *failed : first;
+}
+
+void BrickServer::HandleLock(const PeerInfo& peer, const Frame& request, Send send) {
+  const Op op = static_cast<Op>(request.op);
+  Request q;
+  if (Status s = DecodeRequest(op, request.payload, &q); !s.ok()) {
+    DRFS_LOG(Warn) << "brick " << opts_.dir << ": " << s.message() << " from " << peer.address;
+    send(ErrorReply(EPROTO, s.message()));
+    return;
+  }
+  const bool inode = op == Op::kInodelk;
+  std::string what = std::string(OpName(op)) + " ";
+  std::vector<LockKey> keys;
+  std::vector<Gfid> objects;  // what `pending` applies to
+  if (inode) {
+    what += "gfid " + q.gfid.ToString() + " on brick " + opts_.dir;
+    if (q.gfid.is_null()) {
+      send(ErrorReply(EINVAL, what + ": the request names no gfid"));
+      return;
+    }
+    keys.push_back(LockKey::Inode(q.gfid));
+    objects.push_back(q.gfid);
+  } else {
+    what += q.parent.ToString() + "/" + q.name;
+    if (!q.new_parent.is_null()) what += " and " + q.new_parent.ToString() + "/" + q.new_name;
+    what += " on brick " + opts_.dir;
+    if (q.parent.is_null() || !ValidLockName(q.name) ||
+        (!q.new_parent.is_null() && !ValidLockName(q.new_name))) {
+      send(ErrorReply(EINVAL, what + ": needs a directory gfid and a name (\"\" for the whole "
+                                     "directory) without '/'"));
+      return;
+    }
+    keys.push_back(LockKey::Entry(q.parent, q.name));
+    objects.push_back(q.parent);
+    if (!q.new_parent.is_null()) {
+      keys.push_back(LockKey::Entry(q.new_parent, q.new_name));
+      if (q.new_parent != q.parent) objects.push_back(q.new_parent);
+    }
+  }
+  if ((q.flags & ~(kLockUnlock | kLockBlocking)) != 0) {
+    send(ErrorReply(EINVAL, what + ": unknown flags " + std::to_string(q.flags)));
+    return;
+  }
+  const bool applier = peer.tls && peer.role == opts_.applier_role;
+  const LockOwner owner{peer.connection_id, q.lock_owner};
+  const bool marks = AnyNonZero(q.pending);
+  auto shutting_down = [this, what](const std::string& state) {
+    return ErrorReply(ESHUTDOWN, what + ": brick " + opts_.dir + " is shutting down (" + state +
+                                     "); retry on another replica or after it restarts");
+  };
+
+  if (q.flags & kLockUnlock) {
+    if (!marks) {
+      // Now, on this thread: in order with the connection's other lock requests.
+      locks_.Unlock(owner, keys);
+    }
+    auto post = [this, owner, keys, objects, deltas = std::move(q.pending), marks, applier,
+                 send]() {
+      Reply r = ApplyMarkers(objects, deltas, applier, /*undo_on_error=*/false);
+      if (marks) locks_.Unlock(owner, keys);
+      if (r.err == ENOENT) {
+        r = Reply{};  // removed while locked: nothing left to mark, and the lock is gone
+      } else if (r.err != 0) {
+        r.message += "; the lock was released";
+      }
+      send(r);
+    };
+    if (!disk_.Submit(std::move(post))) {
+      if (marks) locks_.Unlock(owner, keys);
+      send(shutting_down("the lock was released, its markers not changed"));
+    }
+    return;
+  }
+
+  if (marks && backend_->read_only() && !applier) {
+    send(ErrorReply(EROFS, what + " with markers refused: brick " + opts_.dir +
+                               " is read-only (this site is a secondary; only its applier may "
+                               "change it); nothing was locked"));
+    return;
+  }
+  auto granted = [this, owner, objects, deltas = std::move(q.pending), applier, send, what,
+                  shutting_down](int err, std::vector<LockKey> acquired) {
+    if (err != 0) {
+      std::string why;
+      switch (err) {
+        case EAGAIN:
+          why = "another owner holds a conflicting lock or waits for one first; retry, or ask "
+                "to block";
+          break;
+        case ECANCELED:
+          why = "the wait was cancelled by an unlock from the same owner";
+          break;
+        case ECONNABORTED:
+          why = "the connection closed while waiting";
+          break;
+        default:
+          why = std::strerror(err);
+      }
+      send(ErrorReply(err, what + ": " + why));
+      return;
+    }
+    // The pre-op and the markers for the reply need the disk.
+    bool queued = disk_.Submit([this, owner, objects, deltas, applier, send, acquired]() {
+      Reply r = ApplyMarkers(objects, deltas, applier, /*undo_on_error=*/true);
+      if (r.err != 0) {
+        locks_.Unlock(owner, acquired);
+        r.message += "; the lock was not taken";
+      }
+      send(r);
+    });
+    if (!queued) {
+      locks_.Unlock(owner, acquired);
+      send(shutting_down("the lock was not taken"));
+    }
+  };
+  locks_.Lock(owner, std::move(keys), (q.flags & kLockBlocking) != 0, std::move(granted));
 }
 
 }  // namespace drfs::brick

@@ -9,15 +9,31 @@
 // "applier" may mutate. Past max_queued_bytes of requests waiting for the disk, new requests get
 // EAGAIN at once.
 //
+// Locks (INODELK, ENTRYLK) are the exception to "decode on a disk thread": the network thread
+// decodes them and hands them to the LockManager (brick/locks.h) at once, so a connection's
+// lock requests reach it in the order they arrived and before the connection's close, which
+// releases every lock and wait of the connection. A waiting lock holds no thread. Once granted,
+// the lock's pre-op (its `pending` deltas, as an XATTROP) and the read of the object's markers
+// for the reply run on a disk thread; if that fails (the object is gone, say) the lock is
+// released again and the error answered, so a failed lock leaves nothing held. An unlock with
+// deltas applies them on a disk thread and then releases, whatever the outcome: unlock always
+// unlocks, and a post-op that could not be applied is reported in the reply (except ENOENT:
+// an object removed meanwhile has nothing left to mark). A wait cancelled by the owner's
+// unlock is answered ECANCELED. On a read-only brick, locks whose deltas are not all zero need
+// the applier role (EROFS, nothing locked); plain locks do not.
+//
 // Stop() (and the destructor) is a gate: stop accepting, let queued ops finish, close the
 // journal.
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "brick/backend.h"
+#include "brick/locks.h"
 #include "common/rpc.h"
 #include "common/thread_pool.h"
 
@@ -54,14 +70,27 @@ class BrickServer {
   void Stop();
   uint16_t port() const { return rpc_.port(); }
   Backend* backend() { return backend_.get(); }
+  LockManager* locks() { return &locks_; }
 
  private:
   BrickServer(const BrickServerOptions& options, std::unique_ptr<Backend> backend);
   void Handle(std::shared_ptr<const PeerInfo> peer, Frame request, Responder reply);
+  using Send = std::function<void(const brick_proto::Reply&)>;
+  // INODELK/ENTRYLK, on the network thread.
+  void HandleLock(const PeerInfo& peer, const Frame& request, Send send);
+  // On a disk thread: applies `deltas` to each of `objects` (XATTROP) and returns the reply
+  // carrying the first one's markers. With `undo_on_error`, a failure takes back what was
+  // applied to the others.
+  brick_proto::Reply ApplyMarkers(const std::vector<Gfid>& objects,
+                                  const std::vector<int32_t>& deltas, bool applier,
+                                  bool undo_on_error);
 
   const BrickServerOptions opts_;
   std::atomic<size_t> queued_bytes_{0};
   std::unique_ptr<Backend> backend_;
+  // Before disk_ and rpc_, so it outlives both: grants submit work to disk_, and rpc_'s
+  // on_close releases locks.
+  LockManager locks_;
   ThreadPool disk_;
   RpcServer rpc_;
 };

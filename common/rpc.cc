@@ -242,7 +242,11 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
         peer_(std::make_shared<PeerInfo>()) {}
 
   tcp::socket& socket() { return transport_.socket(); }
-  void set_id(uint64_t id) { id_ = id; }
+  // Before Start(), from the accepting strand; Start() is posted after it.
+  void set_id(uint64_t id) {
+    id_ = id;
+    peer_->connection_id = id;
+  }
 
   // On the strand, once accepted and registered.
   void Start() {
@@ -331,6 +335,8 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     handshake_timer_.cancel();
     transport_.Close();
     core_->Unregister(id_);
+    // On the strand, as every handler call of this connection: none runs after this.
+    if (core_->options.on_close) core_->options.on_close(*peer_);
   }
 
   void OnHandshake(const ErrorCode& ec) {

@@ -46,6 +46,9 @@ struct PeerInfo {
   bool tls = false;
   std::string common_name;  // certificate subject CN ("" without TLS)
   std::string role;         // certificate subject OU ("" without TLS)
+  // Unique among this server's connections for its lifetime (never reused, never 0): state a
+  // service keeps per connection (the brick's locks) is keyed by it.
+  uint64_t connection_id = 0;
 };
 
 namespace detail {
@@ -83,6 +86,11 @@ struct ServerOptions {
   size_t max_payload = kDefaultMaxPayload;
   // A connection that has not finished its TLS handshake by then is closed.
   std::chrono::milliseconds handshake_timeout{10000};
+  // Called exactly once per accepted connection when it closes, whatever the reason (the peer
+  // hung up, a bad frame, a failed handshake, Stop()), on an io thread, after the last handler
+  // call for that connection has returned; it must not block. Stop() returns only after it has
+  // run for every connection. Replies sent from it are dropped.
+  std::function<void(const PeerInfo& peer)> on_close;
 };
 
 // Accepts connections and hands each request frame to the handler. A connection that sends a
@@ -102,7 +110,8 @@ class RpcServer {
                const ServerOptions& options = {});
 
   // Stops accepting, closes every connection, and joins the io threads: once it returns no
-  // handler is running or will run. Replies sent later are dropped. Idempotent.
+  // handler (nor on_close) is running or will run, and on_close has run for every connection.
+  // Replies sent later are dropped. Idempotent.
   void Stop();
 
   uint16_t port() const;

@@ -1,6 +1,6 @@
 // A child process for the brick's crash tests.
 //
-//   backend_child DIR THREADS OPS SEED
+//   backend_child DIR THREADS OPS SEED [markers]
 //
 // Opens a Backend on DIR and runs OPS random ops per thread (0: until killed) from THREADS
 // threads on a small, overlapping set of names: create, write, rename, unlink, mkdir, rmdir,
@@ -9,6 +9,12 @@
 //   <lsn> <OP> <gfid> <parent> <name> <new parent> <new name>
 // ("-" or the null gfid for fields an op does not have or cannot know: an unlink names an entry,
 // not the object it removes). The parent checks each against the journal and the tree.
+//
+// With "markers", the threads run XATTROPs instead, on four files m0..m3 in the root (made once
+// and kept across restarts): thread t adds +1 or -1 to counter t only, so each counter flips
+// between 0 and 1 and the objects' markers keep going from all-zero to not and back (the index
+// entry comes and goes). It prints one line per acknowledged XATTROP:
+//   M <gfid> <t> <counter t after it>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -47,11 +53,68 @@ Reply Check(const Reply& r, std::initializer_list<int> allowed) {
   std::_Exit(3);
 }
 
+int RunMarkers(brick::Backend& be, int threads, long ops, unsigned seed) {
+  std::vector<Gfid> files;
+  for (int i = 0; i < 4; ++i) {
+    Request l;
+    l.op = Op::kLookup;
+    l.parent = Gfid::Root();
+    l.name = "m" + std::to_string(i);
+    Reply r = be.Execute(l);
+    if (r.err == ENOENT) {
+      Request c = l;
+      c.op = Op::kCreate;
+      c.gfid = Gfid::Random();
+      c.mode = 0644;
+      c.flags = brick_proto::kCreateExclusive;
+      r = be.Execute(c);
+    }
+    if (r.err != 0) {
+      std::fprintf(stderr, "backend_child: %s\n", r.message.c_str());
+      return 1;
+    }
+    files.push_back(r.attr.gfid);
+  }
+  std::vector<std::thread> ts;
+  for (int t = 0; t < threads; ++t) {
+    ts.emplace_back([&, t] {
+      std::mt19937 rng(seed * 131u + static_cast<unsigned>(t));
+      const size_t me = static_cast<size_t>(t);
+      std::vector<int32_t> mine(files.size());  // counter t of each file, as last seen
+      for (size_t i = 0; i < files.size(); ++i) {
+        Request g;
+        g.op = Op::kGetattr;
+        g.gfid = files[i];
+        Reply r = Check(be.Execute(g), {});
+        mine[i] = me < r.pending.size() ? r.pending[me] : 0;
+      }
+      for (long n = 0; ops == 0 || n < ops; ++n) {
+        const size_t i = static_cast<size_t>(rng() % files.size());
+        Request x;
+        x.op = Op::kXattrop;
+        x.gfid = files[i];
+        x.pending.assign(me + 1, 0);
+        x.pending[me] = mine[i] > 0 ? -1 : 1;
+        Reply r = Check(be.Execute(x), {});
+        mine[i] = me < r.pending.size() ? r.pending[me] : 0;
+        std::string line = "M " + files[i].ToString() + " " + std::to_string(t) + " " +
+                           std::to_string(mine[i]) + "\n";
+        if (::write(1, line.data(), line.size()) != static_cast<ssize_t>(line.size())) {
+          std::_Exit(1);
+        }
+      }
+    });
+  }
+  for (auto& t : ts)
+    t.join();
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 5) {
-    std::fprintf(stderr, "usage: backend_child DIR THREADS OPS SEED\n");
+  if (argc != 5 && !(argc == 6 && std::string(argv[5]) == "markers")) {
+    std::fprintf(stderr, "usage: backend_child DIR THREADS OPS SEED [markers]\n");
     return 2;
   }
   brick::BackendOptions o;
@@ -65,6 +128,7 @@ int main(int argc, char** argv) {
   const int threads = std::atoi(argv[2]);
   const long ops = std::atol(argv[3]);
   const unsigned seed = static_cast<unsigned>(std::atol(argv[4]));
+  if (argc == 6) return RunMarkers(be, threads, ops, seed);
   // Top-level directories, made once and kept across restarts.
   std::vector<Gfid> dirs;
   for (int i = 0; i < 3; ++i) {

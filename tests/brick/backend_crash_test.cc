@@ -9,7 +9,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <map>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -32,7 +35,7 @@ struct Acked {
 };
 
 pid_t Start(const std::string& dir, const std::string& out, int threads, long ops,
-            const std::string& failpoints, unsigned seed) {
+            const std::string& failpoints, unsigned seed, const char* mode = nullptr) {
   const std::string bin = drfs::testing::BinDir() + "/tests/brick_backend_child";
   pid_t pid = fork();
   if (pid == 0) {
@@ -40,7 +43,7 @@ pid_t Start(const std::string& dir, const std::string& out, int threads, long op
     dup2(fd, 1);
     if (!failpoints.empty()) setenv("DRFS_FAILPOINTS", failpoints.c_str(), 1);
     execl(bin.c_str(), bin.c_str(), dir.c_str(), std::to_string(threads).c_str(),
-          std::to_string(ops).c_str(), std::to_string(seed).c_str(), nullptr);
+          std::to_string(ops).c_str(), std::to_string(seed).c_str(), mode, nullptr);
     _exit(127);
   }
   return pid;
@@ -136,6 +139,149 @@ TEST(BackendCrashTest, Kill9WhileFourThreadsMutateLosesNothingAcknowledged) {
   // Not asserted (it depends on where the kill lands), but worth seeing in the log.
   std::printf("intents repaired over all rounds: %d\n", repaired);
 }
+
+// ---- Pending markers ----------------------------------------------------------------------
+
+// (file gfid, thread) -> counter value: what the markers child was told, or what was found.
+using Counters = std::map<std::pair<Gfid, int>, int32_t>;
+
+Counters ReadAckedMarkers(const std::string& out) {
+  Counters acked;
+  std::istringstream in(drfs::testing::ReadFile(out));
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream l(line);
+    std::string tag, g;
+    int t;
+    int32_t v;
+    if (!(l >> tag >> g >> t >> v) || tag != "M") continue;
+    acked[{Gfid::Parse(g).value_or(Gfid()), t}] = v;
+  }
+  return acked;
+}
+
+size_t CountLines(const std::string& out) {
+  std::string text = drfs::testing::ReadFile(out);
+  return static_cast<size_t>(std::count(text.begin(), text.end(), '\n'));
+}
+
+// After a crash of the markers child: every object with markers is in the heal index (which
+// may hold more), each counter is its last acknowledged value or one step past it (the op in
+// flight), and listing the index drops the extras. `known` holds the values found after the
+// previous crash, for counters this run never acknowledged; it is updated.
+void VerifyMarkersAfterCrash(const std::string& dir, const Counters& acked, int threads,
+                             Counters* known, int* extra_entries = nullptr) {
+  BackendOptions o;
+  o.journal.fsync_policy = changelog::FsyncPolicy::kNever;
+  auto b = Backend::Open(dir, o);
+  ASSERT_TRUE(b.ok()) << b.status().ToString();
+  std::set<Gfid> marked;
+  for (int i = 0; i < 4; ++i) {
+    brick_proto::Request l;
+    l.op = brick_proto::Op::kLookup;
+    l.parent = Gfid::Root();
+    l.name = "m" + std::to_string(i);
+    brick_proto::Reply r = (*b)->Execute(l);
+    ASSERT_EQ(r.err, 0) << r.message;
+    const Gfid g = r.attr.gfid;
+    const bool indexed = ::access((dir + "/.drfs/heal/" + g.ToString()).c_str(), F_OK) == 0;
+    if (!r.pending.empty()) {
+      marked.insert(g);
+      EXPECT_TRUE(indexed) << "m" << i << " has markers but no heal index entry";
+    } else if (indexed && extra_entries) {
+      ++*extra_entries;
+    }
+    for (int t = 0; t < threads; ++t) {
+      const int32_t v = static_cast<size_t>(t) < r.pending.size() ? r.pending[t] : 0;
+      EXPECT_TRUE(v == 0 || v == 1) << "m" << i << " counter " << t << " = " << v;
+      auto a = acked.find({g, t});
+      const bool have = a != acked.end() || known->count({g, t});
+      const int32_t last = a != acked.end() ? a->second : have ? known->at({g, t}) : 0;
+      // One op in flight per thread, each a single step.
+      if (have) {
+        EXPECT_LE(std::abs(v - last), 1) << "m" << i << " counter " << t;
+      }
+      (*known)[{g, t}] = v;
+    }
+  }
+  // Listing drops what the crash left, and lists exactly the marked objects.
+  std::set<Gfid> listed;
+  brick_proto::Request h;
+  h.op = brick_proto::Op::kHealIndex;
+  h.length = 2;
+  for (int i = 0; i < 100; ++i) {
+    brick_proto::Reply r = (*b)->Execute(h);
+    ASSERT_EQ(r.err, 0) << r.message;
+    for (const auto& e : r.entries) {
+      listed.insert(e.gfid);
+      h.offset = e.cookie;
+    }
+    if (r.eof) break;
+  }
+  EXPECT_EQ(listed, marked);
+  EXPECT_EQ(testing::ListDir(dir + "/.drfs/heal").size(), marked.size());
+  EXPECT_EQ(Join(testing::CheckConsistency(dir)), "");
+}
+
+TEST(BackendCrashTest, Kill9DuringXattropsKeepsTheHealIndexASupersetOfTheMarked) {
+  TempDir t;
+  const std::string dir = t.Sub("brick");
+  ASSERT_EQ(::mkdir(dir.c_str(), 0755), 0);
+  Counters known;
+  for (int round = 0; round < 4; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    const std::string out = t.Sub("markers-" + std::to_string(round));
+    pid_t pid = Start(dir, out, 3, 0, "", static_cast<unsigned>(round + 1), "markers");
+    const size_t target = 300u + 250u * static_cast<size_t>(round);
+    auto give_up = std::chrono::steady_clock::now() + 60s;
+    while (CountLines(out) < target && std::chrono::steady_clock::now() < give_up) {
+      std::this_thread::sleep_for(2ms);
+    }
+    kill(pid, SIGKILL);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    ASSERT_TRUE(WIFSIGNALED(status)) << "the child exited on its own: " << status;
+    ASSERT_GE(CountLines(out), target) << "the child made no progress";
+    VerifyMarkersAfterCrash(dir, ReadAckedMarkers(out), 3, &known);
+  }
+}
+
+// A crash exactly between the two writes of an XATTROP, going either way, leaves an index entry
+// the markers do not need, and never the reverse.
+class MarkerProbeCrashTest : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(MarkerProbeCrashTest, CrashBetweenIndexAndMarkersLeavesOnlyAnExtraEntry) {
+  if (!failpoint::CompiledIn()) GTEST_SKIP() << "failure probes are compiled out of this build";
+  TempDir t;
+  const std::string dir = t.Sub("brick");
+  ASSERT_EQ(::mkdir(dir.c_str(), 0755), 0);
+  Counters known;
+  int extra = 0;
+  for (int hit : {5, 40}) {
+    const std::string out = t.Sub("acked-" + std::to_string(hit));
+    pid_t pid = Start(dir, out, 1, 0, std::string(GetParam()) + "=crash@" + std::to_string(hit),
+                      static_cast<unsigned>(hit), "markers");
+    int status = 0;
+    waitpid(pid, &status, 0);
+    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 137)
+        << "the child did not crash at " << GetParam() << ": status " << status;
+    VerifyMarkersAfterCrash(dir, ReadAckedMarkers(out), 1, &known, &extra);
+  }
+  // One thread, one op in flight: with a single counter per file, the crashed op left that
+  // file's markers all zero and its entry behind (found before the listing dropped it).
+  EXPECT_EQ(extra, 2);
+}
+
+INSTANTIATE_TEST_SUITE_P(Probes, MarkerProbeCrashTest,
+                         ::testing::Values("brick.xattrop.after_index",
+                                           "brick.xattrop.before_index_remove"),
+                         [](const ::testing::TestParamInfo<const char*>& p) {
+                           std::string n = p.param;
+                           for (char& c : n) {
+                             if (c == '.') c = '_';
+                           }
+                           return n;
+                         });
 
 // Crash just before journaling, at each named probe: the op must be rolled back.
 class BackendProbeCrashTest : public ::testing::TestWithParam<const char*> {};

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstring>
 #include <functional>
 #include <random>
 #include <set>
@@ -1524,6 +1525,370 @@ TEST(BackendXattrs, OnlyUserAttributesAndAclsCanBeChanged) {
   ok.xattr_name = "user.label";
   ok.xattr_value = "fine";
   EXPECT_EQ((*b)->Execute(ok).err, 0);
+}
+
+// ---- Pending markers and the heal index --------------------------------------------------------
+
+// The markers as stored on disk (little-endian int32s), read beside the backend.
+std::vector<int32_t> RawMarkers(const std::string& path, int* err = nullptr) {
+  char buf[1024];
+  ssize_t n = ::lgetxattr(path.c_str(), "trusted.drfs.pending", buf, sizeof buf);
+  if (err) *err = n < 0 ? errno : 0;
+  std::vector<int32_t> v;
+  for (ssize_t i = 0; i + 4 <= n; i += 4) {
+    int32_t x;
+    std::memcpy(&x, buf + i, 4);
+    v.push_back(x);
+  }
+  return v;
+}
+
+bool InHealIndex(const std::string& dir, const Gfid& g) {
+  return ::access((dir + "/.drfs/heal/" + g.ToString()).c_str(), F_OK) == 0;
+}
+
+Reply Xattrop(Backend& b, const Gfid& g, std::vector<int32_t> deltas, bool allow = false) {
+  Request q = ByGfid(Op::kXattrop, g);
+  q.pending = std::move(deltas);
+  return b.Execute(q, allow);
+}
+
+std::vector<Gfid> ListHealIndex(Backend& b, uint64_t page, int* calls = nullptr) {
+  std::vector<Gfid> all;
+  Request q;
+  q.op = Op::kHealIndex;
+  q.length = page;
+  for (int i = 0; i < 1000; ++i) {
+    Reply r = b.Execute(q);
+    EXPECT_EQ(r.err, 0) << r.message;
+    if (calls) ++*calls;
+    EXPECT_LE(r.entries.size(), page == 0 ? 512u : page);
+    for (const auto& e : r.entries) {
+      EXPECT_EQ(e.name, e.gfid.ToString());
+      EXPECT_EQ(e.type, 0u);
+      all.push_back(e.gfid);
+      q.offset = e.cookie;
+    }
+    if (r.eof || r.err) break;
+  }
+  return all;
+}
+
+TEST_F(BackendTest, XattropAddsDeltasAndKeepsTheObjectInTheHealIndexWhileMarked) {
+  const Gfid f = G(1);
+  ASSERT_EQ(Create(Gfid::Root(), "f", 0644, f).err, 0);
+  ASSERT_EQ(Write(f, 0, "abc").err, 0);
+  const std::string path = dir_ + "/f";
+  struct stat before {};
+  ASSERT_EQ(::lstat(path.c_str(), &before), 0);
+  const uint64_t lsn = b_->journal()->last_lsn();
+
+  Reply r = Xattrop(*b_, f, {1, 0, 0});
+  ASSERT_EQ(r.err, 0) << r.message;
+  EXPECT_EQ(r.pending, (std::vector<int32_t>{1, 0, 0}));
+  EXPECT_EQ(RawMarkers(path), (std::vector<int32_t>{1, 0, 0}));
+  EXPECT_TRUE(InHealIndex(dir_, f));
+  // Missing elements count as zero, and the vector grows to the longer of the two.
+  r = Xattrop(*b_, f, {0, 0, 0, 0, 0, 2});
+  EXPECT_EQ(r.pending, (std::vector<int32_t>{1, 0, 0, 0, 0, 2}));
+  // All-zero deltas only read.
+  r = Xattrop(*b_, f, {});
+  EXPECT_EQ(r.err, 0);
+  EXPECT_EQ(r.pending, (std::vector<int32_t>{1, 0, 0, 0, 0, 2}));
+  r = Xattrop(*b_, f, {-1});
+  EXPECT_EQ(r.pending, (std::vector<int32_t>{0, 0, 0, 0, 0, 2}));
+  EXPECT_TRUE(InHealIndex(dir_, f));
+  // Lookups report them.
+  Reply l = Do(Entry(Op::kLookup, Gfid::Root(), "f"));
+  EXPECT_EQ(l.pending, (std::vector<int32_t>{0, 0, 0, 0, 0, 2}));
+  EXPECT_EQ(Do(ByGfid(Op::kGetattr, f)).pending, l.pending);
+  EXPECT_EQ(Do(ByGfid(Op::kLookupGfid, f)).pending, l.pending);
+  // Back to zero: the xattr and the index entry are gone, and the reply is empty.
+  r = Xattrop(*b_, f, {0, 0, 0, 0, 0, -2});
+  ASSERT_EQ(r.err, 0) << r.message;
+  EXPECT_TRUE(r.pending.empty());
+  int err = 0;
+  RawMarkers(path, &err);
+  EXPECT_EQ(err, ENODATA) << "an all-zero vector is not stored";
+  EXPECT_FALSE(InHealIndex(dir_, f));
+  EXPECT_TRUE(Do(Entry(Op::kLookup, Gfid::Root(), "f")).pending.empty());
+  EXPECT_TRUE(Do(ByGfid(Op::kGetattr, f)).pending.empty());
+
+  // Nothing a user sees changed, and nothing was journaled.
+  struct stat after {};
+  ASSERT_EQ(::lstat(path.c_str(), &after), 0);
+  EXPECT_EQ(after.st_size, before.st_size);
+  EXPECT_EQ(after.st_mode, before.st_mode);
+  EXPECT_EQ(after.st_mtim.tv_sec, before.st_mtim.tv_sec);
+  EXPECT_EQ(after.st_mtim.tv_nsec, before.st_mtim.tv_nsec);
+  EXPECT_EQ(b_->journal()->last_lsn(), lsn);
+  EXPECT_EQ(Join(Check()), "");
+}
+
+TEST_F(BackendTest, XattropOnDirectoriesSymlinksAndMissingObjects) {
+  const Gfid d = G(1), s = G(2);
+  ASSERT_EQ(Mkdir(Gfid::Root(), "d", 0755, d).err, 0);
+  Request sl = Entry(Op::kSymlink, Gfid::Root(), "s");
+  sl.gfid = s;
+  sl.target = "d";
+  ASSERT_EQ(Do(sl).err, 0);
+  for (const Gfid& g : {Gfid::Root(), d, s}) {
+    Reply r = Xattrop(*b_, g, {0, 0, 1});
+    EXPECT_EQ(r.err, 0) << g.ToString() << ": " << r.message;
+    EXPECT_EQ(r.pending, (std::vector<int32_t>{0, 0, 1}));
+    EXPECT_TRUE(InHealIndex(dir_, g));
+  }
+  // The symlink's own inode carries them, not its target.
+  EXPECT_EQ(RawMarkers(dir_ + "/s"), (std::vector<int32_t>{0, 0, 1}));
+  EXPECT_EQ(Do(Entry(Op::kLookup, Gfid::Root(), "s")).pending, (std::vector<int32_t>{0, 0, 1}));
+  EXPECT_EQ(Do(Entry(Op::kLookup, Gfid::Root(), "d")).pending, (std::vector<int32_t>{0, 0, 1}));
+  Reply missing = Xattrop(*b_, Gfid::Random(), {1});
+  EXPECT_EQ(missing.err, ENOENT) << missing.message;
+  EXPECT_EQ(Xattrop(*b_, Gfid(), {1}).err, EINVAL);
+  // Overflow changes nothing.
+  ASSERT_EQ(Xattrop(*b_, d, {0, 0, 2147483646}).err, 0);
+  Reply over = Xattrop(*b_, d, {0, 0, 1});
+  EXPECT_EQ(over.err, EOVERFLOW) << over.message;
+  EXPECT_EQ(RawMarkers(dir_ + "/d"), (std::vector<int32_t>{0, 0, 2147483647}));
+  // Tampered markers (a length that is not whole counters) are reported, not misread.
+  const char junk[3] = {1, 2, 3};
+  ASSERT_EQ(::lsetxattr((dir_ + "/d").c_str(), "trusted.drfs.pending", junk, 3, 0), 0);
+  Reply bad = Xattrop(*b_, d, {1});
+  EXPECT_EQ(bad.err, EIO);
+  EXPECT_NE(bad.message.find("malformed"), std::string::npos) << bad.message;
+}
+
+TEST_F(BackendTest, ConcurrentXattropsOnOneObjectAddUp) {
+  const Gfid f = G(1);
+  ASSERT_EQ(Create(Gfid::Root(), "f", 0644, f).err, 0);
+  constexpr int kThreads = 4, kOps = 200;
+  std::vector<std::thread> ts;
+  for (int t = 0; t < kThreads; ++t) {
+    ts.emplace_back([&, t] {
+      for (int i = 0; i < kOps; ++i) {
+        // Each thread adds to counter t and to the shared counter 0, and sometimes takes back.
+        std::vector<int32_t> d(static_cast<size_t>(kThreads) + 1, 0);
+        d[0] = i % 3 == 2 ? -1 : 1;
+        d[static_cast<size_t>(t) + 1] = 1;
+        Reply r = Xattrop(*b_, f, d);
+        ASSERT_EQ(r.err, 0) << r.message;
+      }
+    });
+  }
+  for (auto& t : ts)
+    t.join();
+  std::vector<int32_t> want(kThreads + 1, kOps);
+  want[0] = kThreads * (kOps - 2 * (kOps / 3));
+  EXPECT_EQ(RawMarkers(dir_ + "/f"), want);
+  EXPECT_TRUE(InHealIndex(dir_, f));
+}
+
+TEST_F(BackendTest, TheBricksOwnXattrsAreHiddenFromClients) {
+  const Gfid f = G(1);
+  ASSERT_EQ(Create(Gfid::Root(), "f", 0644, f).err, 0);
+  ASSERT_EQ(Xattrop(*b_, f, {1}).err, 0);
+  // The root carries drfsd's volume id mark.
+  ASSERT_EQ(::setxattr(dir_.c_str(), "trusted.drfs.volume-id", "v", 1, 0), 0);
+  for (const Gfid& g : {f, Gfid::Root()}) {
+    for (const char* name : {"trusted.drfs.pending", "trusted.drfs.gfid", "trusted.drfs.pgfid",
+                             "trusted.drfs.volume-id", "trusted.drfs.future"}) {
+      Request q = ByGfid(Op::kGetxattr, g);
+      q.xattr_name = name;
+      EXPECT_EQ(Do(q).err, ENODATA) << name;
+      q.op = Op::kSetxattr;
+      q.xattr_value = "x";
+      EXPECT_EQ(Do(q).err, EPERM) << name;
+      q.op = Op::kRemovexattr;
+      EXPECT_EQ(Do(q).err, EPERM) << name;
+    }
+    Reply l = Do(ByGfid(Op::kListxattr, g));
+    ASSERT_EQ(l.err, 0);
+    for (const auto& n : l.names) EXPECT_NE(n.rfind("trusted.drfs.", 0), 0u) << n;
+  }
+  EXPECT_EQ(RawMarkers(dir_ + "/f"), (std::vector<int32_t>{1}));
+}
+
+TEST_F(BackendTest, HealIndexPagesThroughMarkedObjectsAndDropsWhatACrashLeft) {
+  std::set<Gfid> marked;
+  for (int i = 0; i < 25; ++i) {
+    Gfid g = Gfid::Random();
+    ASSERT_EQ(Create(Gfid::Root(), "f" + std::to_string(i), 0644, g).err, 0);
+    ASSERT_EQ(Xattrop(*b_, g, {0, 0, 0, i % 2, 1 - i % 2}).err, 0);
+    marked.insert(g);
+  }
+  // Unmarked objects are not listed.
+  ASSERT_EQ(Create(Gfid::Root(), "clean", 0644, G(9)).err, 0);
+  // What a crash can leave: an entry for an object that has no markers (between the index and
+  // the xattr), one for an object removed since, and a stray file.
+  const Gfid unmarked = G(10), gone = Gfid::Random();
+  ASSERT_EQ(Create(Gfid::Root(), "unmarked", 0644, unmarked).err, 0);
+  for (const std::string& n : {unmarked.ToString(), gone.ToString(), std::string("junk")}) {
+    drfs::testing::WriteFile(dir_ + "/.drfs/heal/" + n, "");
+  }
+  int calls = 0;
+  std::vector<Gfid> listed = ListHealIndex(*b_, 7, &calls);
+  EXPECT_EQ(std::set<Gfid>(listed.begin(), listed.end()), marked);
+  EXPECT_EQ(listed.size(), marked.size()) << "an entry was listed twice";
+  EXPECT_GE(calls, 4);
+  EXPECT_FALSE(InHealIndex(dir_, unmarked));
+  EXPECT_FALSE(InHealIndex(dir_, gone));
+  // A page of one, and the default page size.
+  EXPECT_EQ(ListHealIndex(*b_, 1).size(), marked.size());
+  EXPECT_EQ(ListHealIndex(*b_, 0).size(), marked.size());
+  // Removing a marked file leaves its entry until a listing finds the object gone.
+  const Gfid first = *marked.begin();
+  for (int i = 0; i < 25; ++i) {
+    Reply l = Do(Entry(Op::kLookup, Gfid::Root(), "f" + std::to_string(i)));
+    if (l.attr.gfid == first) {
+      ASSERT_EQ(Do(Entry(Op::kUnlink, Gfid::Root(), "f" + std::to_string(i))).err, 0);
+    }
+  }
+  marked.erase(first);
+  listed = ListHealIndex(*b_, 100);
+  EXPECT_EQ(std::set<Gfid>(listed.begin(), listed.end()), marked);
+  // Clearing every marker empties it.
+  for (const Gfid& g : marked) {
+    Reply r = Do(ByGfid(Op::kGetattr, g));
+    std::vector<int32_t> back;
+    for (int32_t x : r.pending) back.push_back(-x);
+    ASSERT_EQ(Xattrop(*b_, g, back).err, 0);
+  }
+  EXPECT_TRUE(ListHealIndex(*b_, 10).empty());
+}
+
+TEST_F(BackendTest, AFailedMarkerStoreLeavesNoIndexEntry) {
+  if (!failpoint::CompiledIn()) GTEST_SKIP() << "failure probes are compiled out";
+  const Gfid f = G(1);
+  ASSERT_EQ(Create(Gfid::Root(), "f", 0644, f).err, 0);
+  ASSERT_TRUE(failpoint::Set("brick.xattrop.after_index", "error"));
+  Reply r = Xattrop(*b_, f, {1});
+  EXPECT_EQ(r.err, EIO);
+  EXPECT_FALSE(InHealIndex(dir_, f));
+  int err = 0;
+  RawMarkers(dir_ + "/f", &err);
+  EXPECT_EQ(err, ENODATA);
+  failpoint::ClearAll();
+  ASSERT_EQ(Xattrop(*b_, f, {1}).err, 0);
+  // Already marked: a failure keeps the entry, which the stored markers still need.
+  ASSERT_TRUE(failpoint::Set("brick.xattrop.after_index", "error"));
+  EXPECT_EQ(Xattrop(*b_, f, {1}).err, EIO);
+  EXPECT_TRUE(InHealIndex(dir_, f));
+  EXPECT_EQ(RawMarkers(dir_ + "/f"), (std::vector<int32_t>{1}));
+}
+
+TEST_F(BackendTest, ReadOnlyRefusesMarkerChangesButServesMarkerReads) {
+  const Gfid f = G(1);
+  ASSERT_EQ(Create(Gfid::Root(), "f", 0644, f).err, 0);
+  ASSERT_EQ(Xattrop(*b_, f, {1}).err, 0);
+  b_.reset();
+  b_ = OpenBrick(dir_, /*read_only=*/true);
+  ASSERT_NE(b_, nullptr);
+  Reply r = Xattrop(*b_, f, {1});
+  EXPECT_EQ(r.err, EROFS);
+  EXPECT_NE(r.message.find("read-only"), std::string::npos) << r.message;
+  r = Xattrop(*b_, f, {0, 0});
+  EXPECT_EQ(r.err, 0) << r.message;
+  EXPECT_EQ(r.pending, (std::vector<int32_t>{1}));
+  EXPECT_EQ(ListHealIndex(*b_, 10), std::vector<Gfid>{f});
+  // The applier may.
+  r = Xattrop(*b_, f, {-1}, /*allow=*/true);
+  EXPECT_EQ(r.err, 0) << r.message;
+  EXPECT_TRUE(r.pending.empty());
+  // Locks are the server's business.
+  Request lk = ByGfid(Op::kInodelk, f);
+  EXPECT_EQ(Do(lk).err, EOPNOTSUPP);
+}
+
+// ---- Arbiter -----------------------------------------------------------------------------------
+
+TEST(BackendArbiter, KeepsNamesAndAttributesButNoDataAndStillJournalsDataOps) {
+  drfs::testing::TempDir t;
+  const std::string dir = t.Sub("arbiter");
+  ASSERT_EQ(::mkdir(dir.c_str(), 0755), 0);
+  BackendOptions o;
+  o.arbiter = true;
+  o.journal.fsync_policy = changelog::FsyncPolicy::kNever;
+  auto opened = Backend::Open(dir, o);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  Backend& b = **opened;
+  EXPECT_TRUE(b.arbiter());
+  const Gfid f = Gfid::Random(), d = Gfid::Random();
+  Request c = Entry(Op::kCreate, Gfid::Root(), "f");
+  c.gfid = f;
+  c.mode = 0644;
+  c.flags = brick_proto::kCreateExclusive;
+  ASSERT_EQ(b.Execute(c).err, 0);
+  Request mk = Entry(Op::kMkdir, Gfid::Root(), "d");
+  mk.gfid = d;
+  mk.mode = 0755;
+  ASSERT_EQ(b.Execute(mk).err, 0);
+
+  Request w = ByGfid(Op::kWrite, f);
+  w.offset = 100;
+  w.data = "hello";
+  Reply wr = b.Execute(w);
+  ASSERT_EQ(wr.err, 0) << wr.message;
+  EXPECT_EQ(wr.count, 5u) << "answered as if stored";
+  EXPECT_EQ(wr.attr.gfid, f);
+  EXPECT_EQ(wr.attr.size, 0u);
+  EXPECT_GT(wr.lsn, 0u);
+  struct stat st {};
+  ASSERT_EQ(::stat((dir + "/f").c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 0);
+
+  Request rd = ByGfid(Op::kRead, f);
+  rd.length = 10;
+  Reply rr = b.Execute(rd);
+  EXPECT_EQ(rr.err, EIO);
+  EXPECT_NE(rr.message.find("arbiter"), std::string::npos) << rr.message;
+  EXPECT_NE(rr.message.find("no file data"), std::string::npos) << rr.message;
+
+  Request fa = ByGfid(Op::kFallocate, f);
+  fa.offset = 0;
+  fa.length = 1 << 20;
+  Reply far = b.Execute(fa);
+  ASSERT_EQ(far.err, 0) << far.message;
+  EXPECT_EQ(far.attr.size, 0u);
+  EXPECT_GT(far.lsn, wr.lsn);
+
+  Request sa = ByGfid(Op::kSetattr, f);
+  sa.attr_valid = brick_proto::kAttrSize | brick_proto::kAttrMode;
+  sa.size = 4096;
+  sa.mode = 0600;
+  Reply sar = b.Execute(sa);
+  ASSERT_EQ(sar.err, 0) << sar.message;
+  EXPECT_EQ(sar.attr.size, 0u);
+  EXPECT_EQ(sar.attr.mode & 07777, 0600u);
+  ASSERT_EQ(::stat((dir + "/f").c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+
+  // What a data brick would refuse, an arbiter refuses too.
+  Request wd = ByGfid(Op::kWrite, d);
+  wd.data = "x";
+  EXPECT_EQ(b.Execute(wd).err, EISDIR);
+  Request td = ByGfid(Op::kSetattr, d);
+  td.attr_valid = brick_proto::kAttrSize;
+  EXPECT_EQ(b.Execute(td).err, EISDIR);
+  Request rdd = ByGfid(Op::kRead, d);
+  EXPECT_EQ(b.Execute(rdd).err, EISDIR);
+
+  // The journal has every data op, as a data brick's would.
+  std::vector<Record> records;
+  TreeModel model;
+  EXPECT_EQ(Join(ReplayJournal(dir, &model, &records)), "");
+  std::vector<OpType> ops;
+  for (const auto& r : records) {
+    if (r.gfid == f) ops.push_back(r.op);
+  }
+  EXPECT_EQ(ops, (std::vector<OpType>{OpType::kCreate, OpType::kWrite, OpType::kFallocate,
+                                      OpType::kTruncate, OpType::kSetattr}));
+  for (const auto& r : records) {
+    if (r.op == OpType::kWrite) {
+      EXPECT_EQ(r.offset, 100u);
+      EXPECT_EQ(r.length, 5u);
+    }
+  }
 }
 
 }  // namespace

@@ -37,6 +37,8 @@ Request Full(Op op) {
   r.mtime_ns = 1'700'000'000'000'000'000;
   r.xattr_name = "user.x";
   r.xattr_value = std::string("v\0v", 3);
+  r.lock_owner = 0xfeedfacecafebeefull;
+  r.pending = {1, -1, 0, 7, -2147483647 - 1, 2147483647};
   return r;
 }
 
@@ -104,6 +106,7 @@ TEST(BrickProtocol, RepliesRoundTrip) {
   r.statfs = {4096, 4096, 100, 50, 40, 1000, 900, 900, 255};
   r.count = 5000;
   r.lsn = 42;
+  r.pending = {0, 3, -4};
   for (uint16_t o = 1; o <= kMaxOp; ++o) {
     Op op = static_cast<Op>(o);
     std::string enc;
@@ -130,6 +133,121 @@ TEST(BrickProtocol, RepliesRoundTrip) {
   EXPECT_EQ(ReplyStatus(back).sys_errno(), ENOTEMPTY);
 }
 
+TEST(BrickProtocol, LockAndMarkerRequestsCarryExactlyTheirFields) {
+  const Request full = Full(Op::kInodelk);
+  auto round_trip = [&](Op op) {
+    Request r = full;
+    r.op = op;
+    std::string enc;
+    EncodeRequest(r, &enc);
+    Request back;
+    EXPECT_TRUE(DecodeRequest(op, enc, &back).ok()) << OpName(op);
+    return back;
+  };
+  Request in = round_trip(Op::kInodelk);
+  EXPECT_EQ(in.gfid, full.gfid);
+  EXPECT_EQ(in.flags, full.flags);
+  EXPECT_EQ(in.lock_owner, full.lock_owner);
+  EXPECT_EQ(in.pending, full.pending);
+  EXPECT_TRUE(in.name.empty());
+  EXPECT_TRUE(in.parent.is_null());
+
+  Request en = round_trip(Op::kEntrylk);
+  EXPECT_TRUE(en.gfid.is_null()) << "ENTRYLK names entries, not a gfid";
+  EXPECT_EQ(en.parent, full.parent);
+  EXPECT_EQ(en.name, full.name);
+  EXPECT_EQ(en.new_parent, full.new_parent);
+  EXPECT_EQ(en.new_name, full.new_name);
+  EXPECT_EQ(en.flags, full.flags);
+  EXPECT_EQ(en.lock_owner, full.lock_owner);
+  EXPECT_EQ(en.pending, full.pending);
+
+  Request xo = round_trip(Op::kXattrop);
+  EXPECT_EQ(xo.gfid, full.gfid);
+  EXPECT_EQ(xo.pending, full.pending);
+  EXPECT_EQ(xo.flags, 0u);
+  EXPECT_EQ(xo.lock_owner, 0u);
+
+  Request hi = round_trip(Op::kHealIndex);
+  EXPECT_EQ(hi.offset, full.offset);
+  EXPECT_EQ(hi.length, full.length);
+  EXPECT_TRUE(hi.gfid.is_null());
+  EXPECT_TRUE(hi.pending.empty());
+
+  // Ops that do not carry pending deltas drop them; an empty vector round-trips as empty.
+  EXPECT_TRUE(round_trip(Op::kGetattr).pending.empty());
+  Request none = full;
+  none.pending.clear();
+  std::string enc;
+  EncodeRequest(none, &enc);
+  Request back;
+  ASSERT_TRUE(DecodeRequest(Op::kInodelk, enc, &back).ok());
+  EXPECT_TRUE(back.pending.empty());
+
+  EXPECT_EQ(ParseOpName("heal_index"), Op::kHealIndex);
+  EXPECT_EQ(ParseOpName("INODELK"), Op::kInodelk);
+  EXPECT_EQ(ParseOpName("entrylk"), Op::kEntrylk);
+  EXPECT_EQ(ParseOpName("XattrOp"), Op::kXattrop);
+}
+
+TEST(BrickProtocol, MarkersTravelInLookupAndLockReplies) {
+  Reply r;
+  r.attr.gfid = G(7);
+  r.pending = {0, 0, 0, 1, 0, 0};
+  for (Op op : {Op::kLookup, Op::kGetattr, Op::kLookupGfid, Op::kXattrop, Op::kInodelk,
+                Op::kEntrylk}) {
+    std::string enc;
+    EncodeReply(op, r, &enc);
+    Reply back;
+    ASSERT_TRUE(DecodeReply(op, enc, &back).ok()) << OpName(op);
+    EXPECT_EQ(back.pending, r.pending) << OpName(op);
+  }
+  for (Op op : {Op::kSetattr, Op::kRead, Op::kReaddir, Op::kHealIndex}) {
+    std::string enc;
+    EncodeReply(op, r, &enc);
+    Reply back;
+    ASSERT_TRUE(DecodeReply(op, enc, &back).ok()) << OpName(op);
+    EXPECT_TRUE(back.pending.empty()) << OpName(op) << " carries no markers";
+  }
+  // HEAL_INDEX: entries (gfid, its text as the name, type 0, cookie) and eof.
+  Reply h;
+  for (uint8_t i = 1; i <= 3; ++i) {
+    h.entries.push_back(DirEntry{G(i).ToString(), G(i), 0, 10u * i, false, {}});
+  }
+  h.eof = true;
+  std::string enc;
+  EncodeReply(Op::kHealIndex, h, &enc);
+  Reply back;
+  ASSERT_TRUE(DecodeReply(Op::kHealIndex, enc, &back).ok());
+  EXPECT_EQ(back.entries, h.entries);
+  EXPECT_TRUE(back.eof);
+}
+
+TEST(BrickProtocol, TooManyPendingCountersAreRejected) {
+  Request q;
+  q.op = Op::kXattrop;
+  q.gfid = G(1);
+  q.pending.assign(kMaxPendingCounters, 1);
+  std::string enc;
+  EncodeRequest(q, &enc);
+  Request back;
+  ASSERT_TRUE(DecodeRequest(Op::kXattrop, enc, &back).ok());
+  EXPECT_EQ(back.pending.size(), kMaxPendingCounters);
+  q.pending.push_back(1);
+  enc.clear();
+  EncodeRequest(q, &enc);
+  EXPECT_EQ(DecodeRequest(Op::kXattrop, enc, &back).code(), Code::kInvalidArgument);
+  // A reply claiming a huge count is refused before allocating (XATTROP's reply is err, then
+  // the counters).
+  std::string rep;
+  PutFixed32(&rep, 0);
+  PutFixed32(&rep, 0x40000000);
+  Reply rb;
+  Status s = DecodeReply(Op::kXattrop, rep, &rb);
+  EXPECT_EQ(s.code(), Code::kInvalidArgument);
+  EXPECT_NE(s.message().find("pending counters"), std::string::npos) << s.message();
+}
+
 TEST(BrickProtocol, HostileCountsAreRejectedBeforeAllocating) {
   std::string enc;
   PutFixed32(&enc, 0);           // err = 0
@@ -146,6 +264,11 @@ TEST(BrickProtocol, MutationsAreMarked) {
   EXPECT_FALSE(IsMutation(Op::kRead));
   EXPECT_FALSE(IsMutation(Op::kFsync));
   EXPECT_FALSE(IsMutation(Op::kLookup));
+  // Locks and markers are not journaled.
+  EXPECT_FALSE(IsMutation(Op::kInodelk));
+  EXPECT_FALSE(IsMutation(Op::kEntrylk));
+  EXPECT_FALSE(IsMutation(Op::kXattrop));
+  EXPECT_FALSE(IsMutation(Op::kHealIndex));
 }
 
 }  // namespace

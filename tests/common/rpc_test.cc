@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <map>
+#include <set>
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
@@ -559,6 +561,85 @@ TEST(Rpc, StopWithCallsInFlightAndRepliesFromAnotherThread) {
       EXPECT_EQ(r.status().code(), Code::kUnavailable) << r.status().ToString();
     }
   }
+}
+
+// on_close runs once per connection, whatever closed it, with the PeerInfo its handler calls
+// saw; connection ids are distinct; Stop() closes the rest before it returns.
+TEST(Rpc, OnCloseRunsOncePerConnectionForEveryWayItCloses) {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::map<uint64_t, int> closed;  // connection id -> on_close calls
+  std::map<uint64_t, std::string> addresses;
+  std::set<uint64_t> seen;  // connection ids the handler saw
+  RpcServer server;
+  ServerOptions so;
+  so.on_close = [&](const PeerInfo& p) {
+    std::lock_guard<std::mutex> l(mu);
+    ++closed[p.connection_id];
+    addresses[p.connection_id] = p.address;
+    cv.notify_all();
+  };
+  ASSERT_OK(server.Start(
+      "127.0.0.1", 0, {},
+      [&](std::shared_ptr<const PeerInfo> peer, Frame req, Responder reply) {
+        {
+          std::lock_guard<std::mutex> l(mu);
+          seen.insert(peer->connection_id);
+          // The handler never runs for a connection already reported closed.
+          EXPECT_EQ(closed.count(peer->connection_id), 0u);
+        }
+        reply.Send(req.op, std::to_string(peer->connection_id));
+      },
+      so));
+  auto wait_closed = [&](size_t n) {
+    std::unique_lock<std::mutex> l(mu);
+    return cv.wait_for(l, kHangGuard, [&] { return closed.size() >= n; });
+  };
+  // 1: the client goes away.
+  uint64_t first = 0;
+  {
+    auto c = MustConnect(server.port());
+    ASSERT_NE(c, nullptr);
+    auto r = CallSync(*c, 1, "x");
+    ASSERT_OK(r);
+    first = std::stoull(r->payload);
+    EXPECT_NE(first, 0u);
+  }
+  ASSERT_TRUE(wait_closed(1));
+  // 2: the server closes it for a bad frame.
+  {
+    RawSocket s(server.port());
+    s.Write("not a frame");
+    EXPECT_TRUE(s.ServerClosed());
+  }
+  ASSERT_TRUE(wait_closed(2));
+  // 3 and 4: still open when the server stops.
+  auto c3 = MustConnect(server.port());
+  auto c4 = MustConnect(server.port());
+  ASSERT_NE(c3, nullptr);
+  ASSERT_NE(c4, nullptr);
+  auto r3 = CallSync(*c3, 1, "x");
+  auto r4 = CallSync(*c4, 1, "x");
+  ASSERT_OK(r3);
+  ASSERT_OK(r4);
+  EXPECT_NE(r3->payload, r4->payload);
+  server.Stop();
+  std::unique_lock<std::mutex> l(mu);  // no wait: Stop() has run every on_close
+  EXPECT_EQ(closed.size(), 4u);
+  for (const auto& [id, n] : closed) {
+    EXPECT_EQ(n, 1) << "connection " << id;
+    EXPECT_NE(id, 0u);
+    EXPECT_TRUE(addresses[id].rfind("127.0.0.1:", 0) == 0) << addresses[id];
+  }
+  for (uint64_t id : seen)
+    EXPECT_EQ(closed.count(id), 1u) << "connection " << id << " never reported closed";
+  EXPECT_EQ(closed.count(first), 1u);
+  EXPECT_EQ(closed.count(std::stoull(r3->payload)), 1u);
+  EXPECT_EQ(closed.count(std::stoull(r4->payload)), 1u);
+  l.unlock();
+  server.Stop();  // idempotent: nothing runs twice
+  l.lock();
+  EXPECT_EQ(closed.size(), 4u);
 }
 
 TEST(Rpc, ClientDestructionCancelsCallsInFlight) {
