@@ -10,5 +10,7 @@ int BrickCommand(int argc, char** argv, int first);
 int DaemonCommand(int argc, char** argv, int first);
 int PeerCommand(int argc, char** argv, int first);
 int VolumeCommand(int argc, char** argv, int first);
+int MountCommand(int argc, char** argv, int first);
+int UmountCommand(int argc, char** argv, int first);
 
 }  // namespace drfs::cli

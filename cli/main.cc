@@ -17,6 +17,8 @@ constexpr char kUsage[] =
     "  daemon      run drfsd, the node daemon that keeps the configuration and runs the bricks\n"
     "  peer        form the pool of nodes of one site (probe, detach, status)\n"
     "  volume      create, start, stop, inspect and configure volumes (run 'drfs volume help')\n"
+    "  mount       mount a volume: drfs mount HOST:/VOLUME MOUNTPOINT [-o OPTIONS]\n"
+    "  umount      unmount it: drfs umount MOUNTPOINT\n"
     "  brick       serve a brick directory over the network, or send it one op (serve, op)\n"
     "  changelog   inspect and manage a brick's mutation journal (dump, status, purge, cursor)\n"
     "  cert        create the site CA and issue TLS certificates (create-ca, issue, show)\n"
@@ -47,6 +49,8 @@ int main(int argc, char** argv) {
   if (group == "daemon") return DaemonCommand(argc, argv, 2);
   if (group == "peer") return PeerCommand(argc, argv, 2);
   if (group == "volume") return VolumeCommand(argc, argv, 2);
+  if (group == "mount") return MountCommand(argc, argv, 2);
+  if (group == "umount") return UmountCommand(argc, argv, 2);
   std::cerr << "drfs: unknown command group '" << group << "'\n\n" << kUsage;
   return kExitUsage;
 }
