@@ -203,6 +203,10 @@ class HealRun {
         size_t k = brick_proto::PendingIndex(static_cast<int>(j), t);
         if (At(m.pend[i], k) != 0) d[i][k] = -At(m.pend[i], k);
       }
+      // A negative counter means a post-op was applied twice (or a crash undid half of an
+      // xattrop): it accuses nobody, but keeps the object in the index. Zero it.
+      for (size_t k = 0; k < m.pend[i].size() && k < d[i].size(); ++k)
+        if (m.pend[i][k] < 0) d[i][k] = -m.pend[i][k];
     }
     return d;
   }
@@ -435,10 +439,36 @@ class HealRun {
   // Data heal of file g from the first source to the sinks, in chunks under the inode lock.
   Status HealData(const Gfid& g, Markers& m, HealStats* st, bool* split) {
     const uint64_t owner = vc_->NewLockOwner();
+    Mask where = m.present & up();
+    // Data heal lets go of the inode lock between chunks, so client I/O goes on. Another
+    // healer must not start on the same file meanwhile (both would subtract what they saw):
+    // a second lock, in a key space no client uses (an entry lock named under a file's gfid),
+    // is held for the whole heal; a healer that cannot get it at once leaves the file alone.
+    Request domain;
+    domain.op = Op::kEntrylk;
+    domain.parent = g;
+    domain.name = "drfs-self-heal";
+    Mask held = 0;
+    bool busy = false;
+    for (size_t i = 0; i < n_; ++i) {
+      if (!(where & (1u << i))) continue;
+      Request q = domain;
+      q.lock_owner = owner;
+      auto r = Call(cl_[i], q);
+      if (r.ok() && r->err == 0) held |= 1u << i;
+      else if (r.ok() && r->err == EAGAIN) busy = true;
+    }
+    struct Release {
+      HealRun* run;
+      Request domain;
+      uint64_t owner;
+      Mask held;
+      ~Release() { run->UnlockAll(domain, owner, held, nullptr); }
+    } release{this, domain, owner, held};
+    if (busy) return Unavailable("another self-heal daemon is healing " + g.ToString());
     Request lock;
     lock.op = Op::kInodelk;
     lock.gfid = g;
-    Mask where = m.present & up();
     Mask locked = LockAll(lock, owner, where, &m);
     Verdict v = Judge(m, locked, brick_proto::kMarkData, true);
     Markers first = m;
