@@ -473,19 +473,34 @@ struct VolumeClient::Impl {
   // `want`, with the pre-op. Tries all at once without waiting; if another owner holds it
   // somewhere, releases and takes them one by one in brick order, waiting (no deadlock: every
   // client waits in the same order).
+  // `agreed`: the errno every brick that answered and refused gave, when they all gave the same
+  // one (ENOENT: the object is gone), else 0.
   Mask Lock(const std::vector<std::shared_ptr<BrickClient>>& cl, Mask want, const Request& lock,
-            uint64_t owner, int type) {
+            uint64_t owner, int type, std::string* why = nullptr, int* agreed = nullptr) {
     Request q = lock;
     q.lock_owner = owner;
     q.flags = 0;
     q.pending = Deltas(type, 1, 0);
     auto out = FanSame(cl, want, q);
     Mask got = 0, busy = 0;
+    int common = 0;
+    bool mixed = false;
     for (size_t i = 0; i < n; ++i) {
       if (!out[i].answered) continue;
-      if (out[i].reply.err == 0) got |= 1u << i;
-      else if (out[i].reply.err == EAGAIN) busy |= 1u << i;
+      const int e = out[i].reply.err;
+      if (e == 0) {
+        got |= 1u << i;
+      } else if (e == EAGAIN) {
+        busy |= 1u << i;
+      } else {
+        if (why) {
+          *why += (why->empty() ? "" : "; ") + slots[i].addr.name + ": " + out[i].reply.message;
+        }
+        if (common != 0 && common != e) mixed = true;
+        common = e;
+      }
     }
+    if (agreed) *agreed = (!mixed && busy == 0 && got == 0) ? common : 0;
     if (busy == 0) return got;
     Unlock(cl, got, lock, owner, Deltas(type, -1, 0), Mask(0));
     got = 0;
@@ -493,7 +508,12 @@ struct VolumeClient::Impl {
     for (size_t i = 0; i < n; ++i) {
       if (!(want & (1u << i)) || !cl[i]) continue;
       Outcome o = One(cl[i], q, i);
-      if (o.ok()) got |= 1u << i;
+      if (o.ok()) {
+        got |= 1u << i;
+      } else if (why) {
+        *why += (why->empty() ? "" : "; ") + slots[i].addr.name + ": " +
+                (o.answered ? o.reply.message : o.transport_error);
+      }
     }
     return got;
   }
@@ -585,23 +605,35 @@ struct VolumeClient::Impl {
               {}};
     }
     const uint64_t owner = NewOwner();
-    Mask locked = Lock(cl, up, lock, owner, type);
+    std::string why;
+    int agreed = 0;
+    Mask locked = Lock(cl, up, lock, owner, type, &why, &agreed);
     if (!HasQuorum(locked)) {
       Unlock(cl, locked, lock, owner, Deltas(type, -1, 0), 0);
+      if (agreed != 0) return {Errno(StaleIfGone(lock, agreed), Name() + ": " + what + ": " + why), {}};
       return {Errno(EROFS, Name() + ": " + what + ": could lock only " +
                                std::to_string(Popcount(locked)) + " of " + std::to_string(n) +
-                               " bricks; writes need " + QuorumText()),
+                               " bricks (" + why + "); writes need " + QuorumText()),
               {}};
     }
     auto out = Fan(cl, locked, op);
     Mask winners = 0;
     TxnResult r = Decide(what, out, locked, data_op, &winners);
+    if (!r.status.ok() && r.status.sys_errno() == ENOENT && lock.op == Op::kInodelk) {
+      r.status = Errno(ESTALE, r.status.message());
+    }
     const Mask losers = all & ~winners;
     Unlock(cl, locked, lock, owner, Deltas(type, -1, 0), winners, losers, type);
     return r;
   }
 
   uint64_t NewOwner() { return owner_base + owner_seq.fetch_add(1); }
+
+  // An op on an object by gfid that finds it gone gets ESTALE, as NFS does: the kernel then
+  // looks the name up again and retries (a path whose file was replaced meanwhile).
+  static int StaleIfGone(const Request& lock, int err) {
+    return err == ENOENT && lock.op == Op::kInodelk ? ESTALE : err;
+  }
 
   static Request InodeLock(const Gfid& g) {
     Request q;
@@ -670,11 +702,18 @@ struct VolumeClient::Impl {
                              std::to_string(Popcount(up)) + " of " + std::to_string(n) +
                              " bricks are up and writes need " + QuorumText());
     } else {
-      locked = Lock(cl, up, InodeLock(g), owner, brick_proto::kMarkData);
-      if (!HasQuorum(locked) || !(locked & ~ArbiterMask())) {
+      std::string why;
+      int agreed = 0;
+      locked = Lock(cl, up, InodeLock(g), owner, brick_proto::kMarkData, &why, &agreed);
+      if ((!HasQuorum(locked) || !(locked & ~ArbiterMask())) && agreed != 0) {
+        Unlock(cl, locked, InodeLock(g), owner, Deltas(brick_proto::kMarkData, -1, 0), 0);
+        locked = 0;
+        err = Errno(StaleIfGone(InodeLock(g), agreed), Name() + ": write to " + g.ToString() + ": " + why);
+      } else if (!HasQuorum(locked) || !(locked & ~ArbiterMask())) {
         Unlock(cl, locked, InodeLock(g), owner, Deltas(brick_proto::kMarkData, -1, 0), 0);
         err = Errno(EROFS, Name() + ": write to " + g.ToString() + ": could lock only " +
-                               std::to_string(Popcount(locked)) + " bricks; writes need " +
+                               std::to_string(Popcount(locked)) + " bricks (" + why +
+                               "); writes need " +
                                QuorumText());
       }
     }
@@ -1051,7 +1090,7 @@ Result<Iatt> VolumeClient::Write(const Gfid& gfid, uint64_t offset, std::string 
       detail += (detail.empty() ? "" : ", ") + impl_->slots[i].addr.name + ": " +
                 (out[i].answered ? out[i].reply.message : out[i].transport_error);
     }
-    result = Errno(ok == 0 && first_err != 0 ? first_err : EIO,
+    result = Errno(ok == 0 && first_err != 0 ? (first_err == ENOENT ? ESTALE : first_err) : EIO,
                    impl_->Name() + ": write to " + gfid.ToString() + " succeeded on " +
                        std::to_string(Popcount(ok)) + " bricks (" + detail + "); writes need " +
                        impl_->QuorumText() + " including a data brick");

@@ -270,10 +270,15 @@ TEST(VolumeClient, TwoClientsAtOnceAgree) {
         std::string name = "f" + std::to_string(i % 7);
         (void)vc->Create(Gfid::Root(), name, 0644, 0, 0, false);
         (void)vc->Rename(Gfid::Root(), name, Gfid::Root(), "r" + std::to_string((i + t) % 5));
-        (void)vc->Write(g, static_cast<uint64_t>(i % 4) * 10, std::string(10, static_cast<char>('a' + t)));
+        auto w = vc->Write(g, static_cast<uint64_t>(i % 4) * 10, std::string(10, static_cast<char>('a' + t)));
+        EXPECT_TRUE(w.ok()) << w.status().ToString();
+        SetattrArgs sa;
+        sa.valid = brick_proto::kAttrMtimeNow;
+        auto s = vc->Setattr(g, sa);
+        EXPECT_TRUE(s.ok()) << s.status().ToString();
         if (i % 3 == 0) (void)vc->Unlink(Gfid::Root(), "r" + std::to_string(i % 5));
       }
-      (void)vc->Flush(g);
+      EXPECT_OK(vc->Flush(g));
     });
   }
   for (auto& t : th) t.join();
