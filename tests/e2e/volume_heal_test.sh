@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end: a replica-3 volume on three drfsd "hosts" (127.0.0.1-3), mounted with FUSE, keeps
 # serving through brick failures and heals itself:
+#   - the POSIX suite (tests/volume/posix_suite.cc) and dbench pass on the mount;
 #   - kill -9 of a brick during an fio verify run: no I/O error reaches fio, verification passes,
 #     heal info drains to empty and the three backends are identical;
 #   - a brick kept down while files are created, renamed and deleted: the same;
@@ -97,6 +98,19 @@ wait_for 20 "three bricks online" all_online
 mount_vol "$M1" "$T/mnt1.log"
 findmnt -n -o FSTYPE "$M1" | grep -qx fuse.drfs || fail "mount type is not fuse.drfs"
 
+echo "== POSIX behaviour on the mount (tests/volume/posix_suite.cc), then dbench"
+SUITE=$(dirname "$DRFS")/../tests/drfs_posix_suite
+[ -x "$SUITE" ] || fail "no POSIX suite binary at $SUITE (build the drfs_posix_suite target)"
+mkdir "$M1/posix"
+chmod 755 "$M1/posix"
+"$SUITE" "$M1/posix" --quiet >"$T/posix.log" 2>&1 || { grep -E "FAIL" "$T/posix.log" | head -20 >&2; fail "POSIX suite failed on the mount"; }
+tail -1 "$T/posix.log"
+rm -rf "$M1/posix"
+mkdir "$M1/dbench"
+run_dbench "$M1/dbench" 10 >"$T/dbench.log" 2>&1 || { tail -20 "$T/dbench.log" >&2; fail "dbench failed on the mount"; }
+grep -E "Throughput" "$T/dbench.log" || true
+rm -rf "$M1/dbench"
+
 echo "== kill -9 of a brick during fio verify"
 mkdir "$M1/fio"
 (run_fio_verify "$M1/fio" >"$T/fio.log" 2>&1; echo "EXIT $?" >>"$T/fio.log") &
@@ -156,7 +170,7 @@ writer() {  # mount, tag
     echo "$2 $i" >"$1/both/f$((i % 9))" || return 1
     mv "$1/both/f$((i % 9))" "$1/both/r$((i % 5))" 2>/dev/null || true
     dd if=/dev/urandom of="$1/both/shared" bs=4k count=1 seek=$((i % 8)) conv=notrunc status=none || return 1
-    [ $((i % 7)) = 0 ] && rm -f "$1/both/r$((i % 5))"
+    if [ $((i % 7)) = 0 ]; then rm -f "$1/both/r$((i % 5))"; fi
   done
 }
 writer "$M1" one & p1=$!
