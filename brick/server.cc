@@ -119,7 +119,9 @@ Reply BrickServer::ApplyMarkers(const std::vector<Gfid>& objects,
                                 bool undo_on_error) {
   Reply first;
   std::optional<Reply> failed;
-  for (size_t i = 0; i < objects.size(); ++i) {
+  // Without deltas this only reads, and only the first object's markers are reported.
+  const size_t n = AnyNonZero(deltas) ? objects.size() : std::min<size_t>(objects.size(), 1);
+  for (size_t i = 0; i < n; ++i) {
     Request x;
     x.op = Op::kXattrop;
     x.gfid = objects[i];
