@@ -3,8 +3,8 @@
 
 #include <cinttypes>
 #include <cstdio>
-#include <limits>
 #include <iostream>
+#include <limits>
 #include <thread>
 
 #include "brick/client.h"
@@ -294,8 +294,8 @@ int BrickCommand(int argc, char** argv, int first) {
   OptionSpec spec;
   if (cmd == "serve") {
     spec = {{"read-only", "arbiter"},
-            {"dir", "port", "host", "tls-cert", "tls-key", "tls-ca", "fsync", "brick-id", "fsync-interval-ms", "rollover-size", "rollover-time-ms",
-             "threads"}};
+            {"dir", "port", "host", "tls-cert", "tls-key", "tls-ca", "fsync", "brick-id",
+             "fsync-interval-ms", "rollover-size", "rollover-time-ms", "threads"}};
   } else if (cmd == "op") {
     spec = {{"json"},
             {"gfid", "parent", "name", "new-parent", "new-name", "mode", "uid", "gid", "rdev",

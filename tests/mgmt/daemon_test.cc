@@ -131,14 +131,19 @@ TEST_F(DaemonTest, TheLastBrickOfEachReplicaSetIsServedAsAnArbiter) {
   create["replica"] = 3;
   create["arbiter"] = true;
   create["force"] = true;  // one host for the test
-  for (int i = 0; i < 6; ++i) create["bricks"].Push("127.0.0.1:" + dir_.Sub("a" + std::to_string(i)));
+  for (int i = 0; i < 6; ++i)
+    create["bricks"].Push("127.0.0.1:" + dir_.Sub("a" + std::to_string(i)));
   ASSERT_OK(Call("127.0.0.1", *d, MgmtOp::kVolumeCreate, create));
   Value name;
   name["name"] = "arb";
   ASSERT_OK(Call("127.0.0.1", *d, MgmtOp::kVolumeStart, name));
   auto info = Call("127.0.0.1", *d, MgmtOp::kVolumeInfo, name);
   ASSERT_OK(info);
-  auto status = Call("127.0.0.1", *d, MgmtOp::kLocalStatus, [] { Value v; v["volume"] = "arb"; return v; }());
+  auto status = Call("127.0.0.1", *d, MgmtOp::kLocalStatus, [] {
+    Value v;
+    v["volume"] = "arb";
+    return v;
+  }());
   ASSERT_OK(status);
   const auto& bricks = status->Find("bricks")->AsList();
   ASSERT_EQ(bricks.size(), 6u) << status->ToJson();
@@ -154,7 +159,8 @@ TEST_F(DaemonTest, TheLastBrickOfEachReplicaSetIsServedAsAnArbiter) {
     // What a client sees: a data brick keeps what is written; an arbiter acknowledges it but
     // keeps nothing to read back.
     ASSERT_TRUE(bricks[i].GetBool("online")) << status->ToJson();
-    auto c = brick::BrickClient::Connect("127.0.0.1", static_cast<uint16_t>(bricks[i].GetInt("port")));
+    auto c =
+        brick::BrickClient::Connect("127.0.0.1", static_cast<uint16_t>(bricks[i].GetInt("port")));
     ASSERT_OK(c);
     const Gfid f = Gfid::Random();
     ASSERT_OK((*c)->Create(Gfid::Root(), "f", f, 0644));
