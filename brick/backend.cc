@@ -243,7 +243,9 @@ Reply ToReply(const Status& s) {
   return ErrorReply(s.sys_errno() != 0 ? s.sys_errno() : EIO, s.message());
 }
 
-bool IsReserved(std::string_view xattr) { return xattr.starts_with(kBrickXattrPrefix); }
+bool IsReserved(std::string_view xattr) {
+  return xattr.starts_with(kBrickXattrPrefix);
+}
 
 // What clients may set or remove. trusted.* and security.* act on the brick host itself (a
 // security.capability on a brick file would give local users on that host privileges), so only
@@ -2080,8 +2082,8 @@ Reply Backend::Impl::Xattrop(const Request& q, bool allow_when_read_only) {
     DRFS_FAILPOINT("brick.xattrop.before_index_remove");
     if (::unlinkat(heal_fd.get(), index_name.c_str(), 0) != 0 && errno != ENOENT) {
       // Harmless (the index may list more than is marked); the next listing retries.
-      DRFS_LOG(Warn) << "brick " << dir << ": cannot remove heal index entry " << index_name
-                     << ": " << std::strerror(errno);
+      DRFS_LOG(Warn) << "brick " << dir << ": cannot remove heal index entry " << index_name << ": "
+                     << std::strerror(errno);
     }
     return r;
   }
@@ -2191,8 +2193,8 @@ Result<std::unique_ptr<Backend>> Backend::Open(const std::string& dir,
   impl->root_fd.reset(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!impl->root_fd.valid()) return ErrnoStatus(errno, "open brick directory " + dir);
   const int root = impl->root_fd.get();
-  for (const char* d : {".drfs", ".drfs/gfid", ".drfs/gfid/00", ".drfs/gfid/00/00", ".drfs/tmp",
-                        kHealDir}) {
+  for (const char* d :
+       {".drfs", ".drfs/gfid", ".drfs/gfid/00", ".drfs/gfid/00/00", ".drfs/tmp", kHealDir}) {
     if (::mkdirat(root, d, 0700) != 0 && errno != EEXIST) {
       return ErrnoStatus(errno, "create " + dir + "/" + d);
     }
@@ -2310,7 +2312,8 @@ Reply Backend::Execute(const Request& q, bool allow_when_read_only) {
       // Locks belong to connections, which only the server knows.
       return ErrorReply(EOPNOTSUPP, std::string(brick_proto::OpName(q.op)) +
                                         " is served by the brick server's lock manager, not by "
-                                        "the backend of brick " + impl_->dir);
+                                        "the backend of brick " +
+                                        impl_->dir);
   }
   return ErrorReply(ENOSYS, "unknown op");
 }

@@ -65,7 +65,7 @@ namespace drfs::brick {
 
 struct BackendOptions {
   bool read_only = false;
-  bool arbiter = false;  // keep no file data (see above)
+  bool arbiter = false;              // keep no file data (see above)
   changelog::WriterOptions journal;  // brick_id, fsync policy, segment limits
 };
 

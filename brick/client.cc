@@ -169,8 +169,8 @@ Result<std::vector<int32_t>> BrickClient::Xattrop(const Gfid& gfid, std::vector<
   return std::move(r.pending);
 }
 
-Result<std::vector<int32_t>> BrickClient::Inodelk(const Gfid& gfid, uint64_t owner,
-                                                  uint32_t flags, std::vector<int32_t> deltas) {
+Result<std::vector<int32_t>> BrickClient::Inodelk(const Gfid& gfid, uint64_t owner, uint32_t flags,
+                                                  std::vector<int32_t> deltas) {
   Request q;
   q.op = Op::kInodelk;
   q.gfid = gfid;

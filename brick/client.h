@@ -56,9 +56,8 @@ class BrickClient {
   Result<std::vector<int32_t>> Inodelk(const Gfid& gfid, uint64_t owner, uint32_t flags,
                                        std::vector<int32_t> deltas = {});
   // name "" locks the whole directory; a non-null new_parent adds (new_parent, new_name).
-  Result<std::vector<int32_t>> Entrylk(const Gfid& parent, const std::string& name,
-                                       uint64_t owner, uint32_t flags,
-                                       std::vector<int32_t> deltas = {},
+  Result<std::vector<int32_t>> Entrylk(const Gfid& parent, const std::string& name, uint64_t owner,
+                                       uint32_t flags, std::vector<int32_t> deltas = {},
                                        const Gfid& new_parent = Gfid(),
                                        const std::string& new_name = "");
   // Every gfid in the brick's heal index, `page` entries per call.

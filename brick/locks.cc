@@ -49,7 +49,9 @@ struct ResourceHash {
   }
 };
 
-ResourceId IdOf(const LockKey& k) { return ResourceId{k.kind, k.gfid}; }
+ResourceId IdOf(const LockKey& k) {
+  return ResourceId{k.kind, k.gfid};
+}
 
 // Whether two keys cannot be held by different owners at once.
 bool Conflicts(const LockKey& a, const LockKey& b) {
@@ -214,7 +216,8 @@ struct LockManager::Impl {
           Unqueue(w);
           DropConnectionWaiter(w);
           done->push_back(Done{std::move(w->done), 0, Grant(*w)});
-          for (const auto& other : ResourcesOf(w->keys)) more.push_back(other);
+          for (const auto& other : ResourcesOf(w->keys))
+            more.push_back(other);
           progress = true;
         }
       }
@@ -307,7 +310,8 @@ void LockManager::Unlock(const LockOwner& owner, const std::vector<LockKey>& key
       impl_->Unqueue(w);
       impl_->DropConnectionWaiter(w);
       done.push_back(Impl::Done{std::move(w->done), ECANCELED, {}});
-      for (const auto& id : Impl::ResourcesOf(w->keys)) touched.insert(id);
+      for (const auto& id : Impl::ResourcesOf(w->keys))
+        touched.insert(id);
     }
     impl_->Regrant(std::move(touched), &done);
   }
@@ -339,7 +343,8 @@ void LockManager::ReleaseConnection(uint64_t connection) {
     for (const auto& w : waiters) {
       impl_->Unqueue(w);
       done.push_back(Impl::Done{std::move(w->done), ECONNABORTED, {}});
-      for (const auto& id : Impl::ResourcesOf(w->keys)) touched.insert(id);
+      for (const auto& id : Impl::ResourcesOf(w->keys))
+        touched.insert(id);
     }
     impl_->Regrant(std::move(touched), &done);
   }

@@ -37,7 +37,9 @@ Result<std::unique_ptr<BrickServer>> BrickServer::Start(const BrickServerOptions
   so.io_threads = options.io_threads;
   BrickServer* self = s.get();
   // A client that goes away (crashed, partitioned, closed) releases its locks and waits.
-  so.on_close = [self](const PeerInfo& peer) { self->locks_.ReleaseConnection(peer.connection_id); };
+  so.on_close = [self](const PeerInfo& peer) {
+    self->locks_.ReleaseConnection(peer.connection_id);
+  };
   Status st = s->rpc_.Start(
       options.host, options.port, options.tls,
       [self](std::shared_ptr<const PeerInfo> peer, Frame request, Responder reply) {
@@ -110,16 +112,14 @@ void BrickServer::Handle(std::shared_ptr<const PeerInfo> peer, Frame request, Re
   }
 }
 
-}  // namespace drfs::brick
-
-namespace drfs::brick {
-
 Reply BrickServer::ApplyMarkers(const std::vector<Gfid>& objects,
                                 const std::vector<int32_t>& deltas, bool applier,
                                 bool undo_on_error) {
   Reply first;
   std::optional<Reply> failed;
-  for (size_t i = 0; i < objects.size(); ++i) {
+  // Without deltas this only reads, and only the first object's markers are reported.
+  const size_t n = AnyNonZero(deltas) ? objects.size() : std::min<size_t>(objects.size(), 1);
+  for (size_t i = 0; i < n; ++i) {
     Request x;
     x.op = Op::kXattrop;
     x.gfid = objects[i];
@@ -237,8 +237,9 @@ void BrickServer::HandleLock(const PeerInfo& peer, const Frame& request, Send se
       std::string why;
       switch (err) {
         case EAGAIN:
-          why = "another owner holds a conflicting lock or waits for one first; retry, or ask "
-                "to block";
+          why =
+              "another owner holds a conflicting lock or waits for one first; retry, or ask "
+              "to block";
           break;
         case ECANCELED:
           why = "the wait was cancelled by an unlock from the same owner";

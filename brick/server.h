@@ -15,12 +15,15 @@
 // releases every lock and wait of the connection. A waiting lock holds no thread. Once granted,
 // the lock's pre-op (its `pending` deltas, as an XATTROP) and the read of the object's markers
 // for the reply run on a disk thread; if that fails (the object is gone, say) the lock is
-// released again and the error answered, so a failed lock leaves nothing held. An unlock with
+// released again (what this request added; a lock the owner held before stays) and its deltas
+// taken back, and the error answered: a failed lock changes nothing. An unlock with
 // deltas applies them on a disk thread and then releases, whatever the outcome: unlock always
 // unlocks, and a post-op that could not be applied is reported in the reply (except ENOENT:
 // an object removed meanwhile has nothing left to mark). A wait cancelled by the owner's
 // unlock is answered ECANCELED. On a read-only brick, locks whose deltas are not all zero need
-// the applier role (EROFS, nothing locked); plain locks do not.
+// the applier role (EROFS, nothing locked); plain locks do not. An unlock with deltas releases
+// only once its post-op is done, so an owner locking the same key again waits for the unlock's
+// reply first (replies to one connection come in completion order).
 //
 // Stop() (and the destructor) is a gate: stop accepting, let queued ops finish, close the
 // journal.

@@ -4,6 +4,7 @@
 #include <cinttypes>
 #include <cstdio>
 #include <iostream>
+#include <limits>
 #include <thread>
 
 #include "brick/client.h"
@@ -23,23 +24,31 @@ constexpr char kUsage[] =
     "usage: drfs brick <command> ...\n"
     "\n"
     "  serve --dir DIR --port PORT [--host H] [--tls-cert F --tls-key F --tls-ca F]\n"
-    "        [--read-only] [--fsync always|interval|never] [--brick-id UUID] [--threads N]\n"
+    "        [--read-only] [--arbiter] [--fsync always|interval|never] [--brick-id UUID]\n"
+    "        [--threads N]\n"
     "        [--fsync-interval-ms N] [--rollover-size BYTES] [--rollover-time-ms N]\n"
     "      (--threads: disk threads, default 32; they mostly wait on the journal's fsync)\n"
     "      Export DIR as a brick, in the foreground, until SIGINT or SIGTERM. Every mutation is\n"
     "      journaled to DIR/.drfs/changelog (see 'drfs changelog'). --port 0 picks a free port\n"
     "      and prints it. With --read-only only a client whose certificate role is 'applier'\n"
-    "      may change anything.\n"
+    "      may change anything. An --arbiter brick keeps names, attributes and xattrs but no file\n"
+    "      data (the tie-breaker of a 'replica 3 arbiter 1' set): writes are journaled but not\n"
+    "      stored, and reads fail.\n"
     "\n"
     "  op HOST:PORT OP [--gfid G --parent G --name N --new-parent G --new-name N --mode OCTAL\n"
     "        --uid N --gid N --rdev N --flags N --target T --offset N --length N --data STR\n"
     "        --size N --atime-ns N --mtime-ns N --set mode,uid,gid,size,atime,mtime\n"
-    "        --xattr NAME --value STR] [--tls-cert F --tls-key F --tls-ca F] [--json]\n"
+    "        --xattr NAME --value STR --owner N --pending N,N,...]\n"
+    "        [--tls-cert F --tls-key F --tls-ca F] [--json]\n"
     "      Send one brick protocol op and print the reply (debugging and demos). OP is one of\n"
     "      LOOKUP GETATTR SETATTR MKDIR CREATE MKNOD SYMLINK READLINK LINK UNLINK RMDIR RENAME\n"
     "      READ WRITE FSYNC FALLOCATE READDIR STATFS ACCESS GETXATTR SETXATTR LISTXATTR\n"
-    "      REMOVEXATTR LOOKUP_GFID RESOLVE_GFID. Create-type ops without --gfid get a random\n"
-    "      one. --parent/--gfid default to the root.\n";
+    "      REMOVEXATTR LOOKUP_GFID RESOLVE_GFID INODELK ENTRYLK XATTROP HEAL_INDEX. Create-type\n"
+    "      ops without --gfid get a random one. --parent/--gfid default to the root.\n"
+    "      XATTROP adds --pending deltas to an object's pending-heal markers and prints them;\n"
+    "      HEAL_INDEX lists the gfids with markers not all zero (--offset cookie, --length max).\n"
+    "      INODELK/ENTRYLK take --owner and --flags (1 unlock, 2 block); a lock lasts only as\n"
+    "      long as the command's connection, so this is for probing whether one is free.\n";
 
 volatile sig_atomic_t g_stop = 0;
 void OnSignal(int) { g_stop = 1; }
@@ -59,6 +68,7 @@ int Serve(const Args& a) {
   if (!tls.ok()) return UsageError(tls.status().message(), kUsage);
   o.tls = *tls;
   o.backend.read_only = a.Has("read-only");
+  o.backend.arbiter = a.Has("arbiter");
   o.backend.journal.epoch = 0;  // keep the journal's epoch
   if (auto v = a.Get("fsync")) {
     auto fp = changelog::ParseFsyncPolicy(*v);
@@ -126,6 +136,13 @@ void IattJson(JsonWriter& j, const Iatt& a) {
   j.Key("size").Uint(a.size).Key("mtime_ns").Int(a.mtime_ns).EndObject();
 }
 
+std::string PendingText(const std::vector<int32_t>& v) {
+  std::string s;
+  for (size_t i = 0; i < v.size(); ++i)
+    s += (i ? "," : "") + std::to_string(v[i]);
+  return s;
+}
+
 std::string IattLine(const Iatt& a) {
   return "gfid=" + a.gfid.ToString() + " mode=" + ModeString(a.mode) +
          " nlink=" + std::to_string(a.nlink) + " uid=" + std::to_string(a.uid) +
@@ -139,7 +156,8 @@ Status FillRequest(const Args& a, Request* q) {
   q->parent = Gfid::Root();
   DRFS_RETURN_IF_ERROR(GetGfidOption(a, "gfid", &q->gfid));
   DRFS_RETURN_IF_ERROR(GetGfidOption(a, "parent", &q->parent));
-  q->new_parent = q->parent;
+  // An ENTRYLK names a second entry only when asked to.
+  q->new_parent = q->op == Op::kEntrylk ? Gfid() : q->parent;
   DRFS_RETURN_IF_ERROR(GetGfidOption(a, "new-parent", &q->new_parent));
   q->name = a.Get("name").value_or("");
   q->new_name = a.Get("new-name").value_or("");
@@ -158,6 +176,22 @@ Status FillRequest(const Args& a, Request* q) {
   DRFS_RETURN_IF_ERROR(GetUintOption(a, "size", &q->size));
   DRFS_RETURN_IF_ERROR(GetIntOption(a, "atime-ns", &q->atime_ns));
   DRFS_RETURN_IF_ERROR(GetIntOption(a, "mtime-ns", &q->mtime_ns));
+  DRFS_RETURN_IF_ERROR(GetUintOption(a, "owner", &q->lock_owner));
+  if (auto v = a.Get("pending")) {
+    std::string list = *v + ",";
+    for (size_t start = 0, c = list.find(','); c != std::string::npos;
+         start = c + 1, c = list.find(',', start)) {
+      DRFS_ASSIGN_OR_RETURN(int64_t n, ParseInt(list.substr(start, c - start), "--pending"));
+      if (n < std::numeric_limits<int32_t>::min() || n > std::numeric_limits<int32_t>::max()) {
+        return InvalidArgument("--pending: " + std::to_string(n) + " does not fit an int32");
+      }
+      q->pending.push_back(static_cast<int32_t>(n));
+    }
+    if (q->pending.size() > kMaxPendingCounters) {
+      return InvalidArgument("--pending: at most " + std::to_string(kMaxPendingCounters) +
+                             " counters");
+    }
+  }
   if (auto v = a.Get("set")) {
     std::string s = *v + ",";
     size_t start = 0;
@@ -210,8 +244,10 @@ int OpCmd(const Args& a) {
       j.BeginObject().Key("name").String(e.name).Key("gfid").String(e.gfid.ToString());
       j.Key("type").Uint(e.type).Key("cookie").Uint(e.cookie).EndObject();
     }
-    j.EndArray().Key("names").BeginArray();
+    j.EndArray().Key("eof").Bool(r->eof).Key("names").BeginArray();
     for (const auto& n : r->names) j.String(n);
+    j.EndArray().Key("pending").BeginArray();
+    for (int32_t x : r->pending) j.Int(x);
     j.EndArray().EndObject();
     std::cout << j.str() << "\n";
     return kExitOk;
@@ -226,6 +262,12 @@ int OpCmd(const Args& a) {
     case Op::kReaddir:
       for (const auto& e : r->entries) std::cout << e.gfid.ToString() << "  " << e.name << "\n";
       break;
+    case Op::kHealIndex:
+      for (const auto& e : r->entries) std::cout << e.gfid.ToString() << "\n";
+      if (!r->eof && !r->entries.empty()) {
+        std::cerr << "(more: --offset " << r->entries.back().cookie << ")\n";
+      }
+      break;
     case Op::kListxattr:
       for (const auto& n : r->names) std::cout << n << "\n";
       break;
@@ -238,6 +280,7 @@ int OpCmd(const Args& a) {
       if (r->lsn) std::cout << " lsn=" << r->lsn;
       if (r->count) std::cout << " written=" << r->count;
       if (!r->attr.gfid.is_null()) std::cout << " " << IattLine(r->attr);
+      if (!r->pending.empty()) std::cout << " pending=" << PendingText(r->pending);
       std::cout << "\n";
   }
   return kExitOk;
@@ -250,14 +293,14 @@ int BrickCommand(int argc, char** argv, int first) {
   std::string cmd = argv[first];
   OptionSpec spec;
   if (cmd == "serve") {
-    spec = {{"read-only"},
-            {"dir", "port", "host", "tls-cert", "tls-key", "tls-ca", "fsync", "brick-id", "fsync-interval-ms", "rollover-size", "rollover-time-ms",
-             "threads"}};
+    spec = {{"read-only", "arbiter"},
+            {"dir", "port", "host", "tls-cert", "tls-key", "tls-ca", "fsync", "brick-id",
+             "fsync-interval-ms", "rollover-size", "rollover-time-ms", "threads"}};
   } else if (cmd == "op") {
     spec = {{"json"},
             {"gfid", "parent", "name", "new-parent", "new-name", "mode", "uid", "gid", "rdev",
              "flags", "target", "offset", "length", "data", "size", "atime-ns", "mtime-ns", "set",
-             "xattr", "value", "tls-cert", "tls-key", "tls-ca"}};
+             "xattr", "value", "owner", "pending", "tls-cert", "tls-key", "tls-ca"}};
   } else {
     return UsageError("unknown brick command '" + cmd + "'", kUsage);
   }

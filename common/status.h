@@ -99,7 +99,10 @@ class [[nodiscard]] Result {
   bool ok() const { return std::holds_alternative<T>(v_); }
   const Status& status() const {
     static const Status kOkStatus;
-    return ok() ? kOkStatus : std::get<Status>(v_);
+    // get_if, not ok() then get: GCC 12 at -O2 otherwise reports the inactive Status of a
+    // Result holding a value as maybe-uninitialized (tests/common/status_test.cc).
+    const Status* s = std::get_if<Status>(&v_);
+    return s != nullptr ? *s : kOkStatus;
   }
   T& value() & { return std::get<T>(v_); }
   const T& value() const& { return std::get<T>(v_); }

@@ -61,6 +61,13 @@ const BrickConf* FindBrick(const ClusterConfig& c, const std::string& id, const 
   return nullptr;
 }
 
+// Whether brick `index` of `v` is an arbiter: the last brick of each replica set of a
+// 'replica 3 arbiter 1' volume. It is served with --arbiter (no file data).
+bool IsArbiter(const VolumeConf& v, size_t index) {
+  return v.arbiter && v.replica > 1 &&
+         index % static_cast<size_t>(v.replica) == static_cast<size_t>(v.replica - 1);
+}
+
 // "/srv/bricks/b1" -> "srv-bricks-b1", as gluster names brick logs.
 std::string MangledPath(const std::string& path) {
   std::string s = path.substr(path.find_first_not_of('/') == std::string::npos ? path.size() : path.find_first_not_of('/'));
@@ -1126,7 +1133,7 @@ Value Daemon::Impl::VolumeInfoValue(const VolumeConf& v) const {
     be["node_uuid"] = b.node_uuid;
     be["brick_id"] = b.brick_id;
     be["replica_set"] = static_cast<int64_t>(i / static_cast<size_t>(v.replica));
-    be["arbiter"] = v.arbiter && (i % static_cast<size_t>(v.replica)) == static_cast<size_t>(v.replica - 1);
+    be["arbiter"] = IsArbiter(v, i);
     e["bricks"].Push(std::move(be));
   }
   e["options"] = Value::EmptyMap();
@@ -1790,7 +1797,8 @@ std::string Daemon::Impl::BrickLog(const BrickConf& b) const {
 Result<ProcessSpec> Daemon::Impl::MakeSpec(const std::string& key) {
   ClusterConfig c = Config();
   const VolumeConf* vp = nullptr;
-  const BrickConf* bp = FindBrick(c, key, &vp, nullptr);
+  size_t index = 0;
+  const BrickConf* bp = FindBrick(c, key, &vp, &index);
   if (!bp) return NotFound("brick " + key + " is no longer in the configuration");
   const VolumeConf& v = *vp;
   const BrickConf& b = *bp;
@@ -1847,6 +1855,7 @@ Result<ProcessSpec> Daemon::Impl::MakeSpec(const std::string& key) {
                "--rollover-size", std::to_string(roll_bytes),
                "--rollover-time-ms", std::to_string(roll_ms),
                "--threads", opt("brick.threads")};
+  if (IsArbiter(v, index)) spec.argv.push_back("--arbiter");
   if (opt_.tls.enabled()) {
     spec.argv.insert(spec.argv.end(), {"--tls-cert", opt_.tls.cert_file, "--tls-key",
                                        opt_.tls.key_file, "--tls-ca", opt_.tls.ca_file});

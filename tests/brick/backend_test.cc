@@ -1703,7 +1703,8 @@ TEST_F(BackendTest, TheBricksOwnXattrsAreHiddenFromClients) {
     }
     Reply l = Do(ByGfid(Op::kListxattr, g));
     ASSERT_EQ(l.err, 0);
-    for (const auto& n : l.names) EXPECT_NE(n.rfind("trusted.drfs.", 0), 0u) << n;
+    for (const auto& n : l.names)
+      EXPECT_NE(n.rfind("trusted.drfs.", 0), 0u) << n;
   }
   EXPECT_EQ(RawMarkers(dir_ + "/f"), (std::vector<int32_t>{1}));
 }
@@ -1750,7 +1751,8 @@ TEST_F(BackendTest, HealIndexPagesThroughMarkedObjectsAndDropsWhatACrashLeft) {
   for (const Gfid& g : marked) {
     Reply r = Do(ByGfid(Op::kGetattr, g));
     std::vector<int32_t> back;
-    for (int32_t x : r.pending) back.push_back(-x);
+    for (int32_t x : r.pending)
+      back.push_back(-x);
     ASSERT_EQ(Xattrop(*b_, g, back).err, 0);
   }
   EXPECT_TRUE(ListHealIndex(*b_, 10).empty());

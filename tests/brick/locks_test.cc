@@ -339,7 +339,8 @@ TEST(LockManager, ManyThreadsNeverHoldConflictingLocks) {
               if (who != t && conflicts_with(k, held)) ++conflicts;
             }
           }
-          for (const auto& k : keys) holding.emplace(k, t);
+          for (const auto& k : keys)
+            holding.emplace(k, t);
         }
         if (rng() % 2) std::this_thread::yield();
         {

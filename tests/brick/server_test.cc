@@ -193,7 +193,9 @@ Reply Sync(BrickClient& c, const Request& q) {
   auto f = c.Call(q);
   return Get(f);
 }
-bool Answered(std::future<Result<Reply>>& f) { return f.wait_for(0s) == std::future_status::ready; }
+bool Answered(std::future<Result<Reply>>& f) {
+  return f.wait_for(0s) == std::future_status::ready;
+}
 
 // Waits (hang guard) until `pred` holds; lock requests reach the brick asynchronously.
 bool Eventually(const std::function<bool()>& pred) {
@@ -238,7 +240,8 @@ TEST_F(BrickLocks, BlockingWaitersOnOtherConnectionsAreGrantedInArrivalOrder) {
   for (size_t i = 0; i < 3; ++i) {
     Reply r = Get(waits[i]);
     EXPECT_EQ(r.err, 0) << r.message;
-    for (size_t j = i + 1; j < 3; ++j) EXPECT_FALSE(Answered(waits[j])) << j << " before " << i;
+    for (size_t j = i + 1; j < 3; ++j)
+      EXPECT_FALSE(Answered(waits[j])) << j << " before " << i;
     EXPECT_EQ(locks().waiting_count(), 2 - i);
     ASSERT_EQ(Sync(*c[i], Inodelk(f_, kLockUnlock)).err, 0);
   }
@@ -484,7 +487,8 @@ TEST(BrickServerMarkers, AReadOnlyBrickRefusesMarkerChangesButNotPlainLocks) {
     auto c = Client(*s);
     ASSERT_TRUE(c->Create(Gfid::Root(), "f", f, 0644).ok());
   }
-  auto s = Serve(t.Sub("b"), 256u << 20, 4, [](BrickServerOptions& o) { o.backend.read_only = true; });
+  auto s =
+      Serve(t.Sub("b"), 256u << 20, 4, [](BrickServerOptions& o) { o.backend.read_only = true; });
   ASSERT_NE(s, nullptr);
   auto c = Client(*s);
   EXPECT_EQ(c->Xattrop(f, {1}).status().sys_errno(), EROFS);
@@ -507,7 +511,8 @@ TEST(BrickServerMarkers, AReadOnlyBrickRefusesMarkerChangesButNotPlainLocks) {
 
 TEST(BrickServerArbiter, WritesAreAcknowledgedButReadsFail) {
   TempDir t;
-  auto s = Serve(t.Sub("b"), 256u << 20, 4, [](BrickServerOptions& o) { o.backend.arbiter = true; });
+  auto s =
+      Serve(t.Sub("b"), 256u << 20, 4, [](BrickServerOptions& o) { o.backend.arbiter = true; });
   ASSERT_NE(s, nullptr);
   auto c = Client(*s);
   const Gfid f = Gfid::Random();

@@ -194,8 +194,8 @@ TEST(BrickProtocol, MarkersTravelInLookupAndLockReplies) {
   Reply r;
   r.attr.gfid = G(7);
   r.pending = {0, 0, 0, 1, 0, 0};
-  for (Op op : {Op::kLookup, Op::kGetattr, Op::kLookupGfid, Op::kXattrop, Op::kInodelk,
-                Op::kEntrylk}) {
+  for (Op op :
+       {Op::kLookup, Op::kGetattr, Op::kLookupGfid, Op::kXattrop, Op::kInodelk, Op::kEntrylk}) {
     std::string enc;
     EncodeReply(op, r, &enc);
     Reply back;

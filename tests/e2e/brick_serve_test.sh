@@ -2,7 +2,8 @@
 # End-to-end: `drfs brick serve` as a real process, driven over TCP with `drfs brick op`, then the
 # journal checked with `drfs changelog dump`. Also: errors come back as errnos with messages,
 # garbage on a raw socket does not disturb other clients, SIGTERM stops it cleanly, and a
-# restarted brick still has everything.
+# restarted brick still has everything; pending markers and the heal index through XATTROP and
+# HEAL_INDEX (not journaled); an --arbiter brick keeps no data.
 set -euo pipefail
 DRFS=${1:?usage: brick_serve_test.sh PATH_TO_DRFS}
 T=$(mktemp -d /tmp/drfs-e2e-brick-XXXXXX)
@@ -12,10 +13,12 @@ trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; [ -f "$T/brick.log" ] && tail -20 "$T/brick.log" >&2; exit 1; }
 ROOT=00000000-0000-0000-0000-000000000001
 
-start_brick() {
-  mkdir -p "$T/b1"
+start_brick() {  # [DIR [serve options...]]
+  local dir=${1:-$T/b1}
+  shift || true
+  mkdir -p "$dir"
   : >"$T/brick.out"  # exists before the background process opens it, so sed never races it
-  "$DRFS" brick serve --dir "$T/b1" --port 0 >"$T/brick.out" 2>"$T/brick.log" &
+  "$DRFS" brick serve --dir "$dir" --port 0 "$@" >"$T/brick.out" 2>"$T/brick.log" &
   PID=$!
   for _ in $(seq 1 200); do
     PORT=$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$T/brick.out")
@@ -58,6 +61,19 @@ exec 3>&-
 op GETATTR --gfid $F | grep -q "^ok gfid=$F" || fail "brick stopped serving after garbage"
 kill -0 "$PID" || fail "brick died on garbage"
 
+# Pending markers: XATTROP adds and prints them, lookups show them, HEAL_INDEX lists the marked
+# gfid until they are back to zero; locks report them too. None of it is journaled.
+op XATTROP --gfid $F --pending 1,0,0 | grep -q "^ok pending=1,0,0$" || fail "xattrop"
+op GETATTR --gfid $F | grep -q "^ok gfid=$F .* pending=1,0,0$" || fail "getattr does not show the markers"
+[ "$(op HEAL_INDEX)" = "$F" ] || fail "heal index: $(op HEAL_INDEX)"
+[ -e "$T/b1/.drfs/heal/$F" ] || fail "no heal index entry on disk"
+op INODELK --gfid $F --owner 9 | grep -q "^ok pending=1,0,0$" || fail "inodelk"
+set +e; op GETXATTR --gfid $F --xattr trusted.drfs.pending 2>"$T/err"; rc=$?; set -e
+[ $rc = 1 ] && grep -q "errno 61" "$T/err" || fail "the markers xattr is visible to clients: $(cat "$T/err")"
+op XATTROP --gfid $F --pending -1 | grep -q "^ok$" || fail "xattrop back to zero"
+[ -z "$(op HEAL_INDEX)" ] || fail "heal index not emptied"
+[ ! -e "$T/b1/.drfs/heal/$F" ] || fail "heal index entry left on disk"
+
 # The journal holds exactly the mutations, in order.
 "$DRFS" changelog dump "$T/b1" >"$T/dump"
 awk '{print $4}' "$T/dump" | tr '\n' ' ' | grep -q "^MKDIR CREATE WRITE RENAME SETXATTR $" \
@@ -71,6 +87,20 @@ start_brick
 op UNLINK --parent $ROOT --name b.txt | grep -q "^ok lsn=6" || fail "LSN after restart"
 set +e; op GETATTR --gfid $F 2>/dev/null; rc=$?; set -e
 [ $rc = 1 ] || fail "unlinked file still reachable by gfid"
+kill -TERM "$PID"; wait "$PID" || true
+PID=
+
+# An arbiter acknowledges writes (and journals them) but keeps no data.
+start_brick "$T/arb" --arbiter
+A=00000000-0000-4000-8000-0000000000a1
+op CREATE --name f --gfid $A --mode 0644 >/dev/null || fail "create on the arbiter"
+op WRITE --gfid $A --offset 0 --data "not kept" | grep -q "written=8 .*size=0" || fail "arbiter write"
+[ ! -s "$T/arb/f" ] || fail "the arbiter stored data"
+set +e; op READ --gfid $A 2>"$T/err"; rc=$?; set -e
+[ $rc = 1 ] && grep -q "arbiter" "$T/err" && grep -q "errno 5)" "$T/err" || fail "arbiter read: $(cat "$T/err")"
+"$DRFS" changelog dump "$T/arb" | awk '{print $4}' | tr '\n' ' ' | grep -q "^CREATE WRITE $" \
+  || fail "arbiter journal: $("$DRFS" changelog dump "$T/arb")"
+grep -q "arbiter" "$T/brick.log" || fail "the brick does not say it is an arbiter"
 kill -TERM "$PID"; wait "$PID" || true
 PID=
 

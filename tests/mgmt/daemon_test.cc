@@ -9,6 +9,7 @@
 #include <atomic>
 #include <thread>
 
+#include "brick/client.h"
 #include "mgmt/layout.h"
 #include "mgmt/protocol.h"
 #include "tests/common/test_util.h"
@@ -119,6 +120,9 @@ TEST_F(DaemonTest, PoolVolumeLifecycleAndRacingChanges) {
   EXPECT_EQ(after->Find("bricks")->AsList()[0].GetInt("pid"), pid) << after->ToJson();
   EXPECT_TRUE(after->Find("bricks")->AsList()[0].GetBool("online"));
 }
+
+// 'replica 3 arbiter 1': drfsd serves the last brick of each replica set with --arbiter, and
+// that brick keeps no file data while the others do.
 
 // What a mount asks for: the bricks with their ids and current ports, the arbiter, the quorum
 // options, and the pool's daemons to ask next time.
