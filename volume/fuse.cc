@@ -157,6 +157,38 @@ struct FuseMount::Impl {
     std::string hidden_name;
   };
   static constexpr char kHiddenPrefix[] = ".drfs-unlinked-";
+
+  // Open files and directories, by the id in fi->fh. The kernel may send release while a
+  // request on the handle is still being served here (one it gave up waiting for, or one whose
+  // reply we just sent), so each request holds a reference of its own.
+  template <typename T>
+  class Handles {
+   public:
+    uint64_t Add(std::shared_ptr<T> h) {
+      std::lock_guard<std::mutex> l(mu_);
+      const uint64_t id = next_++;
+      map_[id] = std::move(h);
+      return id;
+    }
+    std::shared_ptr<T> Get(uint64_t id) const {
+      std::lock_guard<std::mutex> l(mu_);
+      auto it = map_.find(id);
+      return it == map_.end() ? nullptr : it->second;
+    }
+    std::shared_ptr<T> Remove(uint64_t id) {
+      std::lock_guard<std::mutex> l(mu_);
+      auto it = map_.find(id);
+      if (it == map_.end()) return nullptr;
+      auto h = std::move(it->second);
+      map_.erase(it);
+      return h;
+    }
+
+   private:
+    mutable std::mutex mu_;
+    uint64_t next_ = 1;
+    std::unordered_map<uint64_t, std::shared_ptr<T>> map_;
+  };
   // What fi->fh holds for an open directory. The kernel continues a listing from the offset it
   // got with the last entry it consumed. Offsets here are positions: 1 after ".", 2 after "..",
   // 2+k after the k-th entry from the volume, whose client cookie is cookies[k-1]. (The
@@ -187,6 +219,8 @@ struct FuseMount::Impl {
   std::mutex open_mu;
   std::unordered_map<Gfid, OpenFile, detail::GfidHash> open_files;
   std::atomic<size_t> open_entries{0};  // open_files.size(), read without the lock
+  Handles<FileHandle> files;
+  Handles<DirHandle> dirs;
 
   static Impl* Self(fuse_req_t req) { return static_cast<Impl*>(fuse_req_userdata(req)); }
 
@@ -570,21 +604,21 @@ struct FuseMount::Impl {
       ++open_files[g].count;
       open_entries = open_files.size();
     }
-    auto* h = new FileHandle;
+    auto h = std::make_shared<FileHandle>();
     h->gfid = g;
     h->writable = (fi->flags & O_ACCMODE) != O_RDONLY;
-    fi->fh = reinterpret_cast<uint64_t>(h);
+    fi->fh = files.Add(std::move(h));
     // Drop cached pages at open: another mount may have changed the file.
     fi->keep_cache = 0;
     fi->direct_io = 0;
   }
 
-  static FileHandle* Handle(fuse_file_info* fi) {
-    return fi ? reinterpret_cast<FileHandle*>(fi->fh) : nullptr;
+  std::shared_ptr<FileHandle> Handle(fuse_file_info* fi) {
+    return fi ? files.Get(fi->fh) : nullptr;
   }
 
   // The end of one open: at the last one, a hidden (unlinked) file goes for good.
-  void CloseHandle(std::unique_ptr<FileHandle> h) {
+  void CloseHandle(std::shared_ptr<FileHandle> h) {
     if (!h) return;
     OpenFile gone;
     {
@@ -626,7 +660,7 @@ struct FuseMount::Impl {
     fuse_entry_param e = self->Entry(*r, id);
     if (fuse_reply_create(req, &e, fi) != 0) {
       self->inodes.Forget(id, 1);
-      self->CloseHandle(std::unique_ptr<FileHandle>(Handle(fi)));
+      self->CloseHandle(self->files.Remove(fi->fh));
     }
   }
 
@@ -639,12 +673,12 @@ struct FuseMount::Impl {
       return;
     }
     self->FillOpen(fi, *g);
-    if (fuse_reply_open(req, fi) != 0) self->CloseHandle(std::unique_ptr<FileHandle>(Handle(fi)));
+    if (fuse_reply_open(req, fi) != 0) self->CloseHandle(self->files.Remove(fi->fh));
   }
 
   static void Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
     Impl* self = Self(req);
-    FileHandle* h = Handle(fi);
+    auto h = self->Handle(fi);
     std::optional<Gfid> g = h ? std::optional<Gfid>(h->gfid) : self->GfidOf(req, ino);
     if (!g) return;
     auto r = self->client->Read(*g, static_cast<uint64_t>(off), size);
@@ -655,7 +689,7 @@ struct FuseMount::Impl {
   static void Write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off,
                     fuse_file_info* fi) {
     Impl* self = Self(req);
-    FileHandle* h = Handle(fi);
+    auto h = self->Handle(fi);
     std::optional<Gfid> g = h ? std::optional<Gfid>(h->gfid) : self->GfidOf(req, ino);
     if (!g) return;
     // O_APPEND: with writeback caching off the kernel takes the offset from its own i_size
@@ -669,7 +703,7 @@ struct FuseMount::Impl {
 
   static void Flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     Impl* self = Self(req);
-    FileHandle* h = Handle(fi);
+    auto h = self->Handle(fi);
     std::optional<Gfid> g = h ? std::optional<Gfid>(h->gfid) : self->GfidOf(req, ino);
     if (!g) return;
     // close(2) reports what this returns: errors of writes still settling show up here.
@@ -680,7 +714,7 @@ struct FuseMount::Impl {
 
   static void Release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
     Impl* self = Self(req);
-    std::unique_ptr<FileHandle> h(Handle(fi));
+    auto h = self->files.Remove(fi->fh);
     if (h && h->wrote) {
       Status s = self->client->Flush(h->gfid);
       if (!s.ok()) DRFS_LOG(Warn) << "release " << h->gfid.ToString() << ": " << s.message();
@@ -691,7 +725,7 @@ struct FuseMount::Impl {
 
   static void Fsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) {
     Impl* self = Self(req);
-    FileHandle* h = Handle(fi);
+    auto h = self->Handle(fi);
     std::optional<Gfid> g = h ? std::optional<Gfid>(h->gfid) : self->GfidOf(req, ino);
     if (!g) return;
     Status s = self->client->Fsync(*g, datasync != 0);
@@ -702,7 +736,7 @@ struct FuseMount::Impl {
   static void Fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
                         fuse_file_info* fi) {
     Impl* self = Self(req);
-    FileHandle* h = Handle(fi);
+    auto h = self->Handle(fi);
     std::optional<Gfid> g = h ? std::optional<Gfid>(h->gfid) : self->GfidOf(req, ino);
     if (!g) return;
     auto r = self->client->Fallocate(*g, static_cast<uint32_t>(mode), static_cast<uint64_t>(offset),
@@ -719,20 +753,20 @@ struct FuseMount::Impl {
     Impl* self = Self(req);
     auto g = self->GfidOf(req, ino);
     if (!g) return;
-    auto* d = new DirHandle;
+    auto d = std::make_shared<DirHandle>();
     d->gfid = *g;
-    fi->fh = reinterpret_cast<uint64_t>(d);
-    if (fuse_reply_open(req, fi) != 0) delete d;
+    fi->fh = self->dirs.Add(std::move(d));
+    if (fuse_reply_open(req, fi) != 0) self->dirs.Remove(fi->fh);
   }
 
   static void Releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-    delete reinterpret_cast<DirHandle*>(fi->fh);
+    Self(req)->dirs.Remove(fi->fh);
     fuse_reply_err(req, 0);
   }
 
   static void Fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) {
     Impl* self = Self(req);
-    auto* d = reinterpret_cast<DirHandle*>(fi->fh);
+    auto d = self->dirs.Get(fi->fh);
     std::optional<Gfid> g = d ? std::optional<Gfid>(d->gfid) : self->GfidOf(req, ino);
     if (!g) return;
     Status s = self->client->Fsync(*g, datasync != 0);
@@ -749,7 +783,11 @@ struct FuseMount::Impl {
   }
 
   void ListDir(fuse_req_t req, size_t size, off_t off, fuse_file_info* fi, bool plus) {
-    auto* d = reinterpret_cast<DirHandle*>(fi->fh);
+    auto d = dirs.Get(fi->fh);
+    if (!d) {
+      fuse_reply_err(req, EBADF);
+      return;
+    }
     std::lock_guard<std::mutex> l(d->mu);
     std::string buf(size, '\0');
     size_t used = 0;
