@@ -123,6 +123,60 @@ TEST_F(DaemonTest, PoolVolumeLifecycleAndRacingChanges) {
 
 // 'replica 3 arbiter 1': drfsd serves the last brick of each replica set with --arbiter, and
 // that brick keeps no file data while the others do.
+TEST_F(DaemonTest, TheLastBrickOfEachReplicaSetIsServedAsAnArbiter) {
+  auto d = StartNode("127.0.0.1");
+  ASSERT_TRUE(d);
+  Value create;
+  create["name"] = "arb";
+  create["replica"] = 3;
+  create["arbiter"] = true;
+  create["force"] = true;  // one host for the test
+  for (int i = 0; i < 6; ++i)
+    create["bricks"].Push("127.0.0.1:" + dir_.Sub("a" + std::to_string(i)));
+  ASSERT_OK(Call("127.0.0.1", *d, MgmtOp::kVolumeCreate, create));
+  Value name;
+  name["name"] = "arb";
+  ASSERT_OK(Call("127.0.0.1", *d, MgmtOp::kVolumeStart, name));
+  auto info = Call("127.0.0.1", *d, MgmtOp::kVolumeInfo, name);
+  ASSERT_OK(info);
+  auto status = Call("127.0.0.1", *d, MgmtOp::kLocalStatus, [] {
+    Value v;
+    v["volume"] = "arb";
+    return v;
+  }());
+  ASSERT_OK(status);
+  const auto& bricks = status->Find("bricks")->AsList();
+  ASSERT_EQ(bricks.size(), 6u) << status->ToJson();
+  for (size_t i = 0; i < bricks.size(); ++i) {
+    const int64_t pid = bricks[i].GetInt("pid");
+    ASSERT_GT(pid, 0) << status->ToJson();
+    std::string cmdline = testing::ReadFile("/proc/" + std::to_string(pid) + "/cmdline");
+    std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
+    const bool arbiter = cmdline.find(" --arbiter") != std::string::npos;
+    EXPECT_EQ(arbiter, i % 3 == 2) << "brick " << i << ": " << cmdline;
+    const auto& conf = info->Find("volumes")->AsList()[0].Find("bricks")->AsList()[i];
+    EXPECT_EQ(conf.GetBool("arbiter"), arbiter) << info->ToJson();
+    // What a client sees: a data brick keeps what is written; an arbiter acknowledges it but
+    // keeps nothing to read back.
+    ASSERT_TRUE(bricks[i].GetBool("online")) << status->ToJson();
+    auto c =
+        brick::BrickClient::Connect("127.0.0.1", static_cast<uint16_t>(bricks[i].GetInt("port")));
+    ASSERT_OK(c);
+    const Gfid f = Gfid::Random();
+    ASSERT_OK((*c)->Create(Gfid::Root(), "f", f, 0644));
+    auto n = (*c)->Write(f, 0, "data");
+    ASSERT_OK(n);
+    EXPECT_EQ(*n, 4u);
+    auto back = (*c)->Read(f, 0, 4);
+    if (arbiter) {
+      EXPECT_EQ(back.status().sys_errno(), EIO) << back.status().ToString();
+    } else {
+      ASSERT_OK(back);
+      EXPECT_EQ(*back, "data");
+    }
+  }
+}
+
 
 // What a mount asks for: the bricks with their ids and current ports, the arbiter, the quorum
 // options, and the pool's daemons to ask next time.
