@@ -1452,7 +1452,8 @@ void Daemon::Impl::ReconcileShdLocked(const std::map<std::string, std::chrono::m
     retired->push_back(std::move(it->second));
     it = shds_.erase(it);
   }
-  for (const auto& [name, every] : want) {
+  for (const auto& [vol, every] : want) {
+    const std::string name = vol;  // a lambda cannot capture a structured binding (C++20 clang)
     if (shds_.count(name)) continue;
     ShdOptions o;
     o.volume = name;
