@@ -18,6 +18,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstdarg>
 #include <cstring>
 #include <fstream>
@@ -218,6 +219,7 @@ struct FuseMount::Impl {
   std::atomic<bool> served{false};
   std::mutex open_mu;
   std::unordered_map<Gfid, OpenFile, detail::GfidHash> open_files;
+  std::condition_variable open_cv;  // an entry of open_files went
   std::atomic<size_t> open_entries{0};  // open_files.size(), read without the lock
   Handles<FileHandle> files;
   Handles<DirHandle> dirs;
@@ -504,10 +506,18 @@ struct FuseMount::Impl {
     auto r = client->Lookup(parent, name);
     if (!r.ok() || !S_ISREG(r->mode) || r->nlink > 1) return Gfid();  // the op itself will tell
     {
-      std::lock_guard<std::mutex> l(open_mu);
+      std::unique_lock<std::mutex> l(open_mu);
       auto it = open_files.find(r->gfid);
       if (it == open_files.end()) return Gfid();
       if (it->second.hidden) {
+        // Its hidden name. The kernel sends the release of a file after close(2) returns, so
+        // `rm -rf` right after the last close can meet a hidden file on its way out: wait for
+        // that release a moment (it removes the name) before calling the file busy.
+        const Gfid g = r->gfid;
+        if (open_cv.wait_for(l, std::chrono::seconds(2),
+                             [&] { return open_files.find(g) == open_files.end(); })) {
+          return g;
+        }
         return Status(Code::kFailedPrecondition, name + " is a file still open here", EBUSY);
       }
     }
@@ -626,13 +636,24 @@ struct FuseMount::Impl {
       auto it = open_files.find(h->gfid);
       if (it == open_files.end() || --it->second.count > 0) return;
       gone = it->second;
-      open_files.erase(it);
-      open_entries = open_files.size();
+      // A hidden file keeps its entry until its name is gone (HideIfOpen waits for that).
+      if (!gone.hidden) {
+        open_files.erase(it);
+        open_entries = open_files.size();
+        return;
+      }
     }
-    if (gone.hidden) {
-      Status s = client->Unlink(gone.hidden_parent, gone.hidden_name);
-      if (!s.ok()) DRFS_LOG(Warn) << "cannot remove " << gone.hidden_name << ": " << s.message();
+    Status s = client->Unlink(gone.hidden_parent, gone.hidden_name);
+    if (!s.ok()) DRFS_LOG(Warn) << "cannot remove " << gone.hidden_name << ": " << s.message();
+    {
+      std::lock_guard<std::mutex> l(open_mu);
+      auto it = open_files.find(h->gfid);
+      if (it != open_files.end() && it->second.count == 0) {
+        open_files.erase(it);
+        open_entries = open_files.size();
+      }
     }
+    open_cv.notify_all();
   }
 
   static void Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
