@@ -221,6 +221,8 @@ struct FuseMount::Impl {
   std::unordered_map<Gfid, OpenFile, detail::GfidHash> open_files;
   std::condition_variable open_cv;  // an entry of open_files went
   std::atomic<size_t> open_entries{0};  // open_files.size(), read without the lock
+  std::mutex caps_mu;
+  std::unordered_map<Gfid, std::chrono::steady_clock::time_point, detail::GfidHash> no_caps;
   Handles<FileHandle> files;
   Handles<DirHandle> dirs;
 
@@ -928,6 +930,7 @@ struct FuseMount::Impl {
     }
     auto g = self->GfidOf(req, ino);
     if (!g) return;
+    self->SetNoCaps(*g, false);
     Status s = self->client->Setxattr(*g, name, std::string_view(value, size),
                                       static_cast<uint32_t>(flags));
     if (!s.ok()) return self->Fail(req, "setxattr", s);
@@ -954,9 +957,42 @@ struct FuseMount::Impl {
     }
     auto g = self->GfidOf(req, ino);
     if (!g) return;
+    const bool caps = std::strcmp(name, kCapsXattr) == 0;
+    if (caps && self->NoCaps(*g)) {
+      fuse_reply_err(req, ENODATA);
+      return;
+    }
     auto r = self->client->Getxattr(*g, name);
-    if (!r.ok()) return self->Fail(req, "getxattr", r.status());
+    if (!r.ok()) {
+      if (caps && r.status().sys_errno() == ENODATA) self->SetNoCaps(*g, true);
+      return self->Fail(req, "getxattr", r.status());
+    }
     ReplySized(req, *r, size);
+  }
+
+  // The kernel asks for security.capability before every write (to drop file capabilities
+  // when a file is written), a round trip to a brick each time. That it is absent is kept for
+  // attr_timeout, like the rest of a file's attributes; a change through this mount forgets it.
+  static constexpr char kCapsXattr[] = "security.capability";
+  bool NoCaps(const Gfid& g) {
+    std::lock_guard<std::mutex> l(caps_mu);
+    auto it = no_caps.find(g);
+    if (it == no_caps.end()) return false;
+    if (std::chrono::steady_clock::now() < it->second) return true;
+    no_caps.erase(it);
+    return false;
+  }
+  void SetNoCaps(const Gfid& g, bool absent) {
+    if (opt.attr_timeout <= 0) return;
+    std::lock_guard<std::mutex> l(caps_mu);
+    if (!absent) {
+      no_caps.erase(g);
+      return;
+    }
+    if (no_caps.size() > 100000) no_caps.clear();  // a cache: forgetting costs a round trip
+    no_caps[g] = std::chrono::steady_clock::now() +
+                 std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                     std::chrono::duration<double>(opt.attr_timeout));
   }
 
   static void Listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
@@ -981,6 +1017,7 @@ struct FuseMount::Impl {
     }
     auto g = self->GfidOf(req, ino);
     if (!g) return;
+    self->SetNoCaps(*g, false);
     Status s = self->client->Removexattr(*g, name);
     if (!s.ok()) return self->Fail(req, "removexattr", s);
     fuse_reply_err(req, 0);
