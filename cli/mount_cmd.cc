@@ -306,7 +306,12 @@ int MountProcess::Run(const std::function<void(const std::string&)>& ready) {
     std::this_thread::sleep_for(std::chrono::seconds(1));
   }
   if (!layout.ok()) {
-    ready("cannot get the layout of volume " + c_.volume + ": " + layout.status().message());
+    std::string hint;
+    if (!c_.tls.enabled() && layout.status().code() == Code::kUnavailable) {
+      hint = " (if that drfsd uses TLS, pass -o tls-cert=F,tls-key=F,tls-ca=F with a "
+             "certificate of role 'client')";
+    }
+    ready("cannot get the layout of volume " + c_.volume + ": " + layout.status().message() + hint);
     return kExitError;
   }
   layout_ = *layout;

@@ -11,7 +11,8 @@
 #     second mount sees the first one's changes;
 #   - umount, mount again: the data is there; -o ro refuses writes with EROFS;
 #   - SIGTERM unmounts; bad arguments are usage errors (exit 2), a missing volume exit 1;
-#   - a brick restarted on another port is followed by the mount (layout refresh).
+#   - a brick restarted on another port is followed by the mount (layout refresh);
+#   - with TLS, the mount presents a 'client' certificate to drfsd and the bricks.
 # Needs root and /dev/fuse (skipped with 77 otherwise). Installs scripts/mount.drfs as
 # /sbin/mount.drfs, the documented install step.
 set -euo pipefail
@@ -29,6 +30,9 @@ MOUNTS=()
 esc() { local p=${1#/}; echo "${p//\//-}"; }  # mount point -> its log and pid file name
 mount_pid() { cat "/run/drfs/mnt-$(esc "$1").pid" 2>/dev/null || true; }
 
+brick_pids() {  # volume status --json on stdin -> the pids of its running bricks
+  python3 -c "import json,sys; print(' '.join(str(b['pid']) for b in json.load(sys.stdin)['volumes'][0]['bricks'] if b['pid']))" 2>/dev/null
+}
 cleanup() {
   set +e
   for m in "${MOUNTS[@]}"; do
@@ -38,14 +42,18 @@ cleanup() {
     [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
     rm -f "/run/drfs/mnt-$(esc "$m").pid" "/var/log/drfs/mnt-$(esc "$m").log"
   done
-  # Brick processes outlive drfsd by design: end them by their pids first.
-  for pid in $("$DRFS" volume status pvol --json --daemon "127.0.0.1:$PORT" 2>/dev/null |
-    python3 -c "import json,sys; print(' '.join(str(b['pid']) for b in json.load(sys.stdin)['volumes'][0]['bricks'] if b['pid']))" 2>/dev/null); do
-    kill -9 "$pid" 2>/dev/null
-  done
-  for n in 1 2 3; do
+  # Brick processes outlive drfsd by design: learn their pids, stop the daemons (which would
+  # restart them), then end the bricks.
+  local bricks
+  bricks=$("$DRFS" volume status pvol --json --daemon "127.0.0.1:$PORT" 2>/dev/null | brick_pids)
+  if [ -f "$T/ca/node4.crt" ]; then
+    bricks+=" $("$DRFS" volume status tvol --json --daemon "127.0.0.4:$PORT" --tls-cert "$T/ca/node4.crt" \
+      --tls-key "$T/ca/node4.key" --tls-ca "$T/ca/ca.crt" 2>/dev/null | brick_pids)"
+  fi
+  for n in 1 2 3 4; do
     [ -f "$T/n$n/drfsd.pid" ] && kill -9 "$(cat "$T/n$n/drfsd.pid")" 2>/dev/null
   done
+  for pid in $bricks; do kill -9 "$pid" 2>/dev/null; done
   [ -n "${HOLDER:-}" ] && kill "$HOLDER" 2>/dev/null
   rm -rf "$T"
 }
@@ -340,4 +348,32 @@ for what, f in [
         raise AssertionError(what + " succeeded on a read-only mount")
 EOF
 "$DRFS" umount "$M" || fail "umount of the ro mount"
+
+# --- TLS: a one-node pool on 127.0.0.4 whose drfsd and brick take only certificates from the
+# site CA; the mount presents one of role 'client' (drfsd answers it the layout, nothing else).
+"$DRFS" cert create-ca --dir "$T/ca" >/dev/null || fail "create-ca"
+"$DRFS" cert issue --ca-dir "$T/ca" --name node4 --role daemon --san 127.0.0.4 >/dev/null || fail "issue daemon"
+"$DRFS" cert issue --ca-dir "$T/ca" --name mnt --role client >/dev/null || fail "issue client"
+DT=(--tls-cert "$T/ca/node4.crt" --tls-key "$T/ca/node4.key" --tls-ca "$T/ca/ca.crt")
+"$DRFS" daemon --state-dir "$T/n4" --listen "127.0.0.4:$PORT" --brick-port-min $((BP + 30)) \
+  --brick-port-max $((BP + 39)) "${DT[@]}" >/dev/null || fail "TLS daemon did not start"
+"$DRFS" volume create tvol "127.0.0.4:$T/t1" --daemon "127.0.0.4:$PORT" "${DT[@]}" >/dev/null || fail "TLS create"
+"$DRFS" volume start tvol --daemon "127.0.0.4:$PORT" "${DT[@]}" >/dev/null || fail "TLS start"
+new_mount mt
+rc=0
+out=$("$DRFS" mount "127.0.0.4:$PORT:/tvol" "$T/mt" 2>&1) || rc=$?
+[ $rc -eq 1 ] && echo "$out" | grep -q "pass -o tls-cert=F,tls-key=F,tls-ca=F" || fail "plain mount of a TLS pool: rc $rc: $out"
+"$DRFS" mount "127.0.0.4:$PORT:/tvol" "$T/mt" \
+  -o "tls-cert=$T/ca/mnt.crt,tls-key=$T/ca/mnt.key,tls-ca=$T/ca/ca.crt" || fail "mount over TLS"
+echo "over tls" >"$T/mt/f" && [ "$(cat "$T/t1/f")" = "over tls" ] || fail "write over TLS"
+# A client certificate gets nothing else from drfsd.
+rc=0
+out=$("$DRFS" volume list --daemon "127.0.0.4:$PORT" --tls-cert "$T/ca/mnt.crt" --tls-key "$T/ca/mnt.key" \
+  --tls-ca "$T/ca/ca.crt" 2>&1) || rc=$?
+[ $rc -eq 1 ] && echo "$out" | grep -q "only from certificates with role 'daemon'" || fail "client cert listed volumes: $out"
+"$DRFS" umount "$T/mt" || fail "umount of the TLS mount"
+tbricks=$("$DRFS" volume status tvol --json --daemon "127.0.0.4:$PORT" "${DT[@]}" | brick_pids)
+kill "$(cat "$T/n4/drfsd.pid")"
+wait_for 10 "drfsd 4 to stop" test ! -e "$T/n4/drfsd.pid"
+for pid in $tbricks; do kill "$pid"; done
 echo "PASS"
