@@ -16,6 +16,7 @@
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <set>
@@ -668,6 +669,14 @@ int UmountMain(int argc, char** argv, int first) {
     std::ifstream f(PidFile(mp));
     long v = 0;
     if (f >> v) pid = static_cast<pid_t>(v);
+  }
+  // A pid file left by a mount process that died is stale, and its pid may be someone
+  // else's by now: only wait for a drfs mount process of this mount point.
+  if (pid > 0) {
+    std::ifstream f("/proc/" + std::to_string(pid) + "/cmdline");
+    std::string cmdline((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
+    if (cmdline.find(" mount ") == std::string::npos) pid = 0;
   }
   if (::geteuid() == 0) {
     if (::umount2(mp.c_str(), UMOUNT_NOFOLLOW) != 0) {
