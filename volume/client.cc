@@ -82,6 +82,8 @@ struct WriteTxn {
   std::vector<std::shared_ptr<BrickClient>> clients;  // the connections that hold the lock
   Mask locked = 0;   // bricks where the lock and pre-op took
   Mask failed = 0;   // locked bricks that then failed a write: accused at post-op
+  // Per brick: the bricks it saw fail a write it applied (its post-op accuses them).
+  std::vector<Mask> accuse;
   bool opening = true;
   bool closing = false;
   Status open_error;
@@ -205,7 +207,9 @@ struct VolumeClient::Impl {
       s.backoff = std::chrono::milliseconds(100);
       s.last_error.clear();
       // Whatever this client believed about the brick's freshness is void now.
-      if (s.ever_connected) connected_seq[i] = ++seq;
+      // Even a first connection: a brick that was down when the volume was opened has missed
+      // whatever was written meanwhile.
+      connected_seq[i] = ++seq;
       s.ever_connected = true;
       DRFS_LOG(Info) << Name() << ": connected to brick " << addr.name << " at " << addr.host
                      << ":" << addr.port;
@@ -238,13 +242,15 @@ struct VolumeClient::Impl {
         auto idle_at = t->last_used + opts.eager_lock_idle;
         auto max_at = t->started + opts.eager_lock_max;
         auto at = std::min(idle_at, max_at);
-        if (at <= now && t->inflight == 0) expire.push_back(t);
+        if ((at <= now && t->inflight == 0) || max_at <= now) expire.push_back(t);
         else wake = std::min(wake, std::max(at, now + std::chrono::milliseconds(1)));
       }
       if (!connect.empty() || !expire.empty()) {
         l.unlock();
         for (size_t i : connect) TryConnect(i);
-        for (auto& t : expire) CloseTxn(t, /*wait_inflight=*/false);
+        // Past eager_lock_max the transaction closes even while writes are in flight: new
+        // writes wait and open a fresh one, so a waiting client or healer gets its turn.
+        for (auto& t : expire) CloseTxn(t, /*wait_inflight=*/true);
         l.lock();
         continue;
       }
@@ -315,6 +321,10 @@ struct VolumeClient::Impl {
     }
     for (size_t i = 0; i < n; ++i)
       if (connected_seq[i] > checked) m |= 1u << i;
+    // While this client's write transaction on g is open, bricks outside it (down when it
+    // opened, or failed a write since) miss writes that are not yet marked anywhere.
+    auto t = txns.find(g);
+    if (t != txns.end() && !t->second->opening) m |= all & ~(t->second->locked & ~t->second->failed);
     return m;
   }
 
@@ -442,7 +452,7 @@ struct VolumeClient::Impl {
     // Bricks another brick accuses do not get a vote while a fresh one answered.
     Mask voters = answered & ~accused ? answered & ~accused : answered;
     Mask yes = found & voters, no = voters & ~found;
-    if (Popcount(no) > Popcount(yes)) {
+    if (Popcount(no) > Popcount(yes) || (Popcount(no) == Popcount(yes) && (no & 1u))) {
       size_t i = static_cast<size_t>(std::countr_zero(no));
       return Errno(out[i].reply.err, out[i].reply.message);
     }
@@ -501,6 +511,8 @@ struct VolumeClient::Impl {
       }
     }
     if (agreed) *agreed = (!mixed && busy == 0 && got == 0) ? common : 0;
+    for (size_t i = 0; i < n; ++i)
+      if (out[i].sent && !out[i].answered) Abandon(cl[i], lock, owner);
     if (busy == 0) return got;
     Unlock(cl, got, lock, owner, Deltas(type, -1, 0), Mask(0));
     got = 0;
@@ -508,6 +520,7 @@ struct VolumeClient::Impl {
     for (size_t i = 0; i < n; ++i) {
       if (!(want & (1u << i)) || !cl[i]) continue;
       Outcome o = One(cl[i], q, i);
+      if (!o.answered) Abandon(cl[i], lock, owner);
       if (o.ok()) {
         got |= 1u << i;
       } else if (why) {
@@ -517,6 +530,18 @@ struct VolumeClient::Impl {
     }
     return got;
   }
+  // A lock request that got no answer (timed out) may still be granted later, to an owner that
+  // would never let go: cancel it (an unlock cancels a wait, or releases a late grant). Its
+  // pre-op, if it happened, leaves "dirty" for self-heal to settle.
+  void Abandon(const std::shared_ptr<BrickClient>& c, const Request& lock, uint64_t owner) {
+    if (!c || c->lost()) return;  // a closed connection released everything already
+    Request q = lock;
+    q.lock_owner = owner;
+    q.flags = brick_proto::kLockUnlock;
+    q.pending.clear();
+    c->Call(q, [](Result<Reply>) {});
+  }
+
   // Post-op and unlock: `deltas` on the bricks in `mask`, and additionally accusing `accuse`
   // on the bricks in `winners`.
   void Unlock(const std::vector<std::shared_ptr<BrickClient>>& cl, Mask mask, const Request& lock,
@@ -722,6 +747,7 @@ struct VolumeClient::Impl {
     t->owner = owner;
     t->clients = cl;
     t->locked = locked;
+    t->accuse.assign(n, 0);
     t->started = t->last_used = Clock::now();
     if (!err.ok()) {
       t->open_error = err;
@@ -752,11 +778,29 @@ struct VolumeClient::Impl {
       t->closing = true;
       t->cv.wait(l, [&] { return t->inflight == 0; });
     }
+    // Each brick that applied every write accuses the bricks it saw miss one, and the bricks
+    // that were not in the transaction at all. A brick that missed a write keeps its "dirty"
+    // (no post-op of its own), so self-heal looks at it even if every accuser is lost.
     const Mask winners = t->locked & ~t->failed;
-    const Mask losers = all & ~winners;
-    Unlock(t->clients, t->locked, InodeLock(t->gfid), t->owner,
-           Deltas(brick_proto::kMarkData, -1, 0), winners, losers, brick_proto::kMarkData);
-    AddStale(t->gfid, losers);
+    const Mask outside = all & ~t->locked;
+    const Request lock = InodeLock(t->gfid);
+    auto out = Fan(t->clients, t->locked, [&](size_t i) {
+      Request q = lock;
+      q.lock_owner = t->owner;
+      q.flags = brick_proto::kLockUnlock;
+      if (winners & (1u << i)) {
+        q.pending = Deltas(brick_proto::kMarkData, -1, outside | t->accuse[i]);
+      }
+      return q;
+    });
+    for (size_t i = 0; i < n; ++i) {
+      if ((t->locked & (1u << i)) && !out[i].ok()) {
+        DRFS_LOG(Warn) << Name() << ": post-op on brick " << slots[i].addr.name << " failed ("
+                       << (out[i].answered ? out[i].reply.message : out[i].transport_error)
+                       << "); its markers stay for self-heal to settle";
+      }
+    }
+    AddStale(t->gfid, all & ~winners);
     std::lock_guard<std::mutex> l(mu);
     auto it = txns.find(t->gfid);
     if (it != txns.end() && it->second == t) txns.erase(it);
@@ -1098,6 +1142,8 @@ Result<Iatt> VolumeClient::Write(const Gfid& gfid, uint64_t offset, std::string 
   {
     std::lock_guard<std::mutex> l(impl_->mu);
     t->failed |= targets & ~ok;
+    for (size_t i = 0; i < impl_->n; ++i)
+      if (ok & (1u << i)) t->accuse[i] |= targets & ~ok;
     auto it = std::find(t->ranges.begin(), t->ranges.end(), std::make_pair(offset, end));
     if (it != t->ranges.end()) t->ranges.erase(it);
     --t->inflight;

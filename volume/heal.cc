@@ -350,6 +350,41 @@ class HealRun {
     return Status::Ok();
   }
 
+  // Removes name e from directory `dir` on sink k, unless that would destroy an object a source
+  // still has under another name (renamed or linked while k was down): then a directory is left
+  // for its new parent's heal to move, and a file loses this name only while another name keeps
+  // it alive. Deferred (Unavailable) in those cases; a later pass finishes.
+  Status SafeRemove(Mask src, size_t k, const Gfid& dir, const brick_proto::DirEntry& e) {
+    Request look;
+    look.op = Op::kLookupGfid;
+    look.gfid = e.gfid;
+    bool elsewhere = false;
+    for (size_t i = 0; i < n_ && !elsewhere; ++i) {
+      if (i == k || !(src & (1u << i))) continue;
+      auto on_src = Call(cl_[i], look);
+      elsewhere = on_src.ok() && on_src->err == 0;
+    }
+    if (elsewhere) {
+      if (e.type == DT_DIR) {
+        return Unavailable("directory " + e.gfid.ToString() + " lives on under another name; "
+                           "its new parent's heal moves it");
+      }
+      auto on_sink = Call(cl_[k], look);
+      if (!on_sink.ok() || on_sink->err != 0 || on_sink->attr.nlink <= 1) {
+        return Unavailable("file " + e.gfid.ToString() + " lives on under another name; its "
+                           "new name is linked first");
+      }
+      Request q;
+      q.op = Op::kUnlink;
+      q.parent = dir;
+      q.name = e.name;
+      DRFS_ASSIGN_OR_RETURN(Reply r, Call(cl_[k], q));
+      if (r.err != 0 && r.err != ENOENT) return ErrnoStatus(r.err, r.message);
+      return Status::Ok();
+    }
+    return RemoveTree(k, dir, e);
+  }
+
   // Entry heal of directory g: sinks get exactly the source's names.
   Status HealEntries(const Gfid& g, Markers& m, HealStats* st, bool* split) {
     const uint64_t owner = vc_->NewLockOwner();
@@ -382,11 +417,18 @@ class HealRun {
       for (auto& [i, l] : lists) voters |= 1u << i;
       Mask src = v.dirty_only ? voters : (v.sources & voters);
       Mask sinks = v.dirty_only ? voters : (v.sinks & voters);
-      if (src == 0) return Unavailable("no source of directory " + g.ToString() + " is up");
+      if (!v.dirty_only && sinks == 0) {
+        result = Unavailable("the brick that needs the entries of " + g.ToString() + " is down");
+      }
+      if (src == 0) {
+        result = Unavailable("no source of directory " + g.ToString() + " is up");
+        sinks = 0;  // fall through to unlock
+      }
       for (size_t k = 0; k < n_; ++k) {
         if (!(sinks & (1u << k))) continue;
         Status ks;
         // Wanted on k: for each name, the gfid the sources agree on.
+        std::map<std::string, Gfid> wanted;
         for (auto& [name, by_gfid] : names) {
           Gfid want;
           Mask want_bricks = 0;
@@ -397,29 +439,43 @@ class HealRun {
               want_bricks = s_has;
             }
           }
-          const int src_count = Popcount(src);
           bool keep = want_bricks != 0;
-          if (v.dirty_only) {
-            // Majority rule; a tie keeps the name.
-            keep = 2 * Popcount(want_bricks) >= src_count;
-          }
+          // Dirty only: majority rule; a tie keeps the name.
+          if (v.dirty_only) keep = 2 * Popcount(want_bricks) >= Popcount(src);
+          if (!keep) continue;
+          wanted[name] = want;
           const brick_proto::DirEntry* have = nullptr;
           const brick_proto::DirEntry* src_e = nullptr;
           for (auto& e : lists[k])
             if (e.name == name) have = &e;
-          if (keep) {
-            size_t s = static_cast<size_t>(std::countr_zero(want_bricks));
-            for (auto& e : lists[s])
-              if (e.name == name) src_e = &e;
+          size_t sb = static_cast<size_t>(std::countr_zero(want_bricks));
+          for (auto& e : lists[sb])
+            if (e.name == name) src_e = &e;
+          if (have && have->gfid == want) continue;
+          if (have) {
+            // Another object holds the name on the sink: it must go first (safely).
+            Status rs = SafeRemove(src, k, g, *have);
+            if (!rs.ok()) {
+              ks = rs;
+              continue;
+            }
           }
-          if (have && (!keep || have->gfid != want)) {
-            Status rs = RemoveTree(k, g, *have);
-            if (!rs.ok()) ks = rs;
-            have = nullptr;
-          }
-          if (keep && !have && src_e) {
-            Status cs = CreateOnSink(static_cast<size_t>(std::countr_zero(want_bricks)), k, g, *src_e);
+          if (src_e) {
+            Status cs = CreateOnSink(sb, k, g, *src_e);
             if (!cs.ok()) ks = cs;
+          }
+        }
+        // Then the names the sources do not have, from a fresh listing (the adds above may have
+        // moved objects here or away).
+        auto now_k = ListAll(k, g);
+        if (!now_k.ok()) {
+          ks = now_k.status();
+        } else {
+          for (auto& e : *now_k) {
+            auto w = wanted.find(e.name);
+            if (w != wanted.end() && w->second == e.gfid) continue;
+            Status rs = SafeRemove(src, k, g, e);
+            if (!rs.ok()) ks = rs;
           }
         }
         if (ks.ok()) healed |= 1u << k;
@@ -483,6 +539,10 @@ class HealRun {
     }
     Mask src_mask = v.sources;
     Mask sinks = v.sinks;
+    if (!v.dirty_only && (sinks & locked) == 0) {
+      UnlockAll(lock, owner, locked, nullptr);
+      return Unavailable("the brick that needs " + g.ToString() + " is down");
+    }
     if (v.dirty_only) {
       // A client died mid-write: the largest copy is the source, the others follow it.
       size_t best = n_;
@@ -589,6 +649,10 @@ class HealRun {
       UnlockAll(lock, owner, locked, nullptr);
       *split = true;
       return FailedPrecondition("metadata split brain on " + g.ToString());
+    }
+    if (!v.dirty_only && (v.sinks & locked) == 0) {
+      UnlockAll(lock, owner, locked, nullptr);
+      return Unavailable("the brick that needs the metadata of " + g.ToString() + " is down");
     }
     Mask src = v.sources & ~arbiter_ ? v.sources & ~arbiter_ : v.sources;
     Mask sinks = v.dirty_only ? (locked & ~(1u << std::countr_zero(src))) : v.sinks;

@@ -313,3 +313,42 @@ TEST(VolumeClient, ArbiterHoldsNamesButNoData) {
 
 }  // namespace
 }  // namespace drfs::volume
+
+namespace drfs::volume {
+namespace {
+
+// Rotating failures with an arbiter: a rename that brick 1 missed, then a write that only
+// brick 1 (and the arbiter) got while brick 0 was down. Entry heal of brick 1 must not delete
+// the renamed file's only fresh copy: it links the new name first, then drops the old one.
+TEST(VolumeClient, HealAfterRotatingFailuresKeepsTheNewestData) {
+  Cluster c(3, /*arbiter=*/true);
+  auto vc = c.Client();
+  ASSERT_NE(vc, nullptr);
+  auto p = vc->Mkdir(Gfid::Root(), "p", 0755, 0, 0);
+  ASSERT_OK(p);
+  auto f = vc->Create(p->gfid, "a", 0644, 0, 0, true);
+  ASSERT_OK(f);
+  ASSERT_OK(vc->Write(f->gfid, 0, "version 1"));
+  ASSERT_OK(vc->Flush(f->gfid));
+  c.Stop(1);
+  ASSERT_OK(vc->Rename(p->gfid, "a", p->gfid, "b"));
+  c.Start(1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  c.Stop(0);
+  ASSERT_OK(vc->Write(f->gfid, 0, "version 2"));
+  ASSERT_OK(vc->Flush(f->gfid));
+  c.Start(0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  HealUntilClean(c, vc.get(), 3);
+  ExpectIdentical(c, 3);
+  auto l = vc->Lookup(p->gfid, "b");
+  ASSERT_OK(l);
+  EXPECT_EQ(l->gfid, f->gfid);
+  auto data = vc->Read(f->gfid, 0, 100);
+  ASSERT_OK(data);
+  EXPECT_EQ(*data, "version 2");
+  EXPECT_EQ(vc->Lookup(p->gfid, "a").status().sys_errno(), ENOENT);
+}
+
+}  // namespace
+}  // namespace drfs::volume
