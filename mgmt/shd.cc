@@ -12,6 +12,7 @@ SelfHealDaemon::~SelfHealDaemon() {
   {
     std::lock_guard<std::mutex> l(mu_);
     stop_ = true;
+    if (running_) running_->Stop();  // a long data heal ends at its next chunk
   }
   cv_.notify_all();
   thread_.join();
@@ -88,7 +89,16 @@ void SelfHealDaemon::Run() {
       }
       if (!local.empty()) {
         volume::Healer h(c.get(), local);
+        {
+          std::lock_guard<std::mutex> g(mu_);
+          running_ = &h;
+          if (stop_) h.Stop();
+        }
         auto r = h.HealOnce();
+        {
+          std::lock_guard<std::mutex> g(mu_);
+          running_ = nullptr;
+        }
         if (r.ok()) st = *r;
         else s = r.status();
       }

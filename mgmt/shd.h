@@ -65,6 +65,7 @@ class SelfHealDaemon {
   bool triggered_ = true;
   ShdStatus status_;
   std::shared_ptr<volume::VolumeClient> client_;
+  volume::Healer* running_ = nullptr;  // the pass in progress, stopped by the destructor
   std::vector<size_t> local_;
   std::thread thread_;
 };

@@ -330,6 +330,13 @@ struct VolumeClient::Impl {
 
   // ---- calls ----
 
+  // A brick that is shutting down, or whose disk queue is full (EAGAIN, except from a lock
+  // request, where it means "held"), did not take part: like a brick that did not answer, it
+  // gets no vote, and the op moves on to another brick.
+  static bool Unanswered(const Reply& r, bool lock_op) {
+    return r.err == ESHUTDOWN || (r.err == EAGAIN && !lock_op);
+  }
+
   // Sends `req(i)` to every brick in `mask` at once and waits for all replies.
   template <typename F>
   std::vector<Outcome> Fan(const std::vector<std::shared_ptr<BrickClient>>& cl, Mask mask, F&& req) {
@@ -343,8 +350,11 @@ struct VolumeClient::Impl {
       if (!(mask & (1u << i)) || !cl[i]) continue;
       out[i].sent = true;
       Request q = req(i);
-      cl[i]->Call(q, [&out, &latch, i](Result<Reply> r) {
-        if (r.ok()) {
+      const bool lock_op = q.op == Op::kInodelk || q.op == Op::kEntrylk;
+      cl[i]->Call(q, [&out, &latch, i, lock_op](Result<Reply> r) {
+        if (r.ok() && Unanswered(*r, lock_op)) {
+          out[i].transport_error = r->message;
+        } else if (r.ok()) {
           out[i].answered = true;
           out[i].reply = std::move(*r);
         } else {
@@ -366,7 +376,9 @@ struct VolumeClient::Impl {
     Outcome o;
     o.sent = true;
     auto r = c->Call(q).get();
-    if (r.ok()) {
+    if (r.ok() && Unanswered(*r, q.op == Op::kInodelk || q.op == Op::kEntrylk)) {
+      o.transport_error = r->message;
+    } else if (r.ok()) {
       o.answered = true;
       o.reply = std::move(*r);
     } else {

@@ -65,7 +65,8 @@ std::string NeedsText(const std::vector<std::vector<int32_t>>& pend, size_t n) {
 
 class HealRun {
  public:
-  HealRun(VolumeClient* c) : vc_(c), n_(c->brick_count()) {
+  HealRun(VolumeClient* c, const std::atomic<bool>* stop = nullptr)
+      : vc_(c), n_(c->brick_count()), stop_(stop) {
     for (size_t i = 0; i < n_; ++i) {
       cl_.push_back(c->brick(i));
       if (c->is_arbiter(i)) arbiter_ |= 1u << i;
@@ -613,6 +614,10 @@ class HealRun {
       }
       if (!result.ok()) break;
       off += sr->data.size();
+      if (stopping()) {
+        result = Unavailable("self-heal is stopping");
+        break;
+      }
       if (sr->data.empty()) break;
       // Let client I/O in between chunks.
       UnlockAll(lock, owner, locked, nullptr);
@@ -773,8 +778,11 @@ class HealRun {
     }
   }
 
+  bool stopping() const { return stop_ && stop_->load(); }
+
   VolumeClient* vc_;
   size_t n_;
+  const std::atomic<bool>* stop_;
   Clients cl_;
   Mask arbiter_ = 0, all_ = 0;
   static int Popcount(Mask m) { return std::popcount(m); }
@@ -786,7 +794,8 @@ Result<HealStats> Healer::HealOnce() {
   HealStats st;
   std::set<Gfid> failed;
   for (int pass = 0; pass < kMaxPasses; ++pass) {
-    HealRun run(client_);
+    if (stop_) break;
+    HealRun run(client_, &stop_);
     if (run.up() == 0) return Unavailable("self-heal: no brick of the volume is up");
     auto index = run.ReadIndex(index_bricks_);
     if (index.empty()) break;
@@ -794,6 +803,7 @@ Result<HealStats> Healer::HealOnce() {
     // Directories first, so objects exist on the sinks before their data is copied.
     for (bool dirs : {true, false}) {
       for (auto& [g, listed] : index) {
+        if (stop_) break;
         if (!dirs && failed.count(g)) continue;
         if (dirs) ++st.examined;
         if (run.HealOne(g, &st, dirs)) {

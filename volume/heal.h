@@ -14,6 +14,7 @@
 // the markers it acted on, so changes that raced with it stay marked.
 #pragma once
 
+#include <atomic>
 #include <string>
 #include <vector>
 
@@ -47,6 +48,9 @@ class Healer {
   explicit Healer(VolumeClient* client, std::vector<size_t> index_bricks = {})
       : client_(client), index_bricks_(std::move(index_bricks)) {}
 
+  // Makes HealOnce() return soon (between objects and between data chunks). Thread-safe.
+  void Stop() { stop_ = true; }
+
   // One pass over the heal index of every brick that is up. Entry heals first, so objects
   // exist before their data is copied.
   Result<HealStats> HealOnce();
@@ -56,6 +60,7 @@ class Healer {
  private:
   VolumeClient* client_;
   std::vector<size_t> index_bricks_;
+  std::atomic<bool> stop_{false};
 };
 
 }  // namespace drfs::volume
