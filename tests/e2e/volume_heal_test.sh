@@ -30,6 +30,8 @@ cleanup() {
     [ -f "$T/n$n/drfsd.pid" ] && kill -9 "$(cat "$T/n$n/drfsd.pid")" 2>/dev/null || true
   done
   pkill -9 -f -- "--dir $T/" 2>/dev/null || true
+  # A mount killed with -9 (on purpose, below) leaves its pid file.
+  rm -f /run/drfs/mnt-*"$(basename "$T")"-*.pid
   rm -rf "$T"
 }
 trap cleanup EXIT
