@@ -419,16 +419,22 @@ struct VolumeClient::Impl {
   }
 
   // Runs a read-type request on the best brick, moving on when a brick cannot be reached.
-  Result<Reply> ReadOp(const Gfid& g, const Request& q, bool arbiter_ok = false) {
-    auto cl = Snapshot();
+  // Bricks not to use for g's data or listing. When a brick that is up is suspect for g (it
+  // reconnected since g was last looked up) or stale, first asks every brick for g's markers
+  // (one round trip), so the answer is current rather than a guess.
+  Mask FreshStale(const Gfid& g, const std::vector<std::shared_ptr<BrickClient>>& cl) {
     if (StaleOf(g) & UpMask(cl)) {
-      // A brick that is up may be stale for g, or has just come back: ask every brick for
-      // its markers before choosing (a getattr costs one round trip, a stale read costs data).
       Request ga;
       ga.op = Op::kLookupGfid;
       ga.gfid = g;
       (void)LookupAll(ga);
     }
+    return StaleOf(g);
+  }
+
+  Result<Reply> ReadOp(const Gfid& g, const Request& q, bool arbiter_ok = false) {
+    auto cl = Snapshot();
+    FreshStale(g, cl);
     auto order = ReadOrder(cl, g, arbiter_ok);
     std::vector<Outcome> out(n);
     for (size_t i : order) {
@@ -1081,6 +1087,7 @@ Result<ReaddirPage> VolumeClient::Readdir(const Gfid& dir, uint64_t cookie, uint
   // Cookies belong to the brick that made them: a listing that started on one brick continues
   // there. The read brick of a directory only changes when a brick fails or turns stale.
   auto cl = impl_->Snapshot();
+  impl_->FreshStale(dir, cl);
   auto order = impl_->ReadOrder(cl, dir, /*arbiter_ok=*/!plus);
   if (cookie != 0 && !order.empty()) order.resize(1);
   std::vector<Outcome> out(impl_->n);
@@ -1191,7 +1198,7 @@ Status VolumeClient::Fsync(const Gfid& gfid, bool datasync) {
   q.gfid = gfid;
   q.flags = datasync ? 1 : 0;
   auto cl = impl_->Snapshot();
-  Mask stale = impl_->StaleOf(gfid);
+  Mask stale = impl_->FreshStale(gfid, cl);
   auto out = impl_->FanSame(cl, Impl::UpMask(cl) & ~stale, q);
   Mask ok = 0;
   for (size_t i = 0; i < impl_->n; ++i)
