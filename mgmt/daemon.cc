@@ -167,6 +167,10 @@ class Daemon::Impl {
   // ones (commit, which waits for bricks to start or stop) get the client's long default.
   Result<std::unique_ptr<MgmtClient>> ConnectPeer(const PeerConf& p, bool slow = false);
   Result<Value> CallPeer(const PeerConf& p, MgmtOp op, const Value& args);
+  // A node-local op (LocalStatus, LocalRestart, LocalHeal) on node `node`: answered here when
+  // it is this node, else by that peer.
+  Result<Value> CallNode(const ClusterConfig& c, const std::string& node, MgmtOp op,
+                         const Value& args);
   Status CheckLock(const Value& args);
   Status StageLocal(const ClusterConfig& next, const std::string& joining);
   Status ApplyConfig(const ClusterConfig& next, std::vector<std::string>* warnings);
@@ -705,6 +709,14 @@ Result<Value> Daemon::Impl::CallPeer(const PeerConf& p, MgmtOp op, const Value& 
   return c->Call(op, args);
 }
 
+Result<Value> Daemon::Impl::CallNode(const ClusterConfig& c, const std::string& node, MgmtOp op,
+                                     const Value& args) {
+  if (node == uuid()) return Dispatch(op, args);
+  const PeerConf* p = c.FindPeer(node);
+  if (!p) return NotFound("node " + node + " is not in the pool");
+  return CallPeer(*p, op, args);
+}
+
 Result<std::vector<std::string>> Daemon::Impl::RunTxn(
     const std::function<Status(ClusterConfig*)>& mutate, const std::string& joining,
     const std::string& may_skip) {
@@ -1057,11 +1069,7 @@ Result<Value> Daemon::Impl::VolumeStart(const Value& args) {
     Value a;
     a["volume"] = name;
     for (const auto& node : nodes) {
-      Result<Value> res = node == uuid() ? LocalRestart(a) : [&]() -> Result<Value> {
-        const PeerConf* p = c.FindPeer(node);
-        if (!p) return NotFound("node " + node + " is not in the pool");
-        return CallPeer(*p, MgmtOp::kLocalRestart, a);
-      }();
+      Result<Value> res = CallNode(c, node, MgmtOp::kLocalRestart, a);
       if (!res.ok()) r["warnings"].Push(res.status().message());
     }
     r["message"] = "volume start: " + name + ": success";
@@ -1288,14 +1296,7 @@ Result<Value> Daemon::Impl::VolumeStatus(const Value& args) {
     Value a;
     a["volume"] = v->name;
     for (const auto& node : nodes) {
-      Result<Value> res = Value();
-      if (node == uuid()) {
-        res = LocalStatus(a);
-      } else if (const PeerConf* p = c.FindPeer(node)) {
-        res = CallPeer(*p, MgmtOp::kLocalStatus, a);
-      } else {
-        res = NotFound("node " + node + " is not in the pool");
-      }
+      Result<Value> res = CallNode(c, node, MgmtOp::kLocalStatus, a);
       if (res.ok()) {
         if (const Value* bs = res->Find("bricks")) {
           for (const auto& b : bs->AsList()) bricks[static_cast<size_t>(b.GetInt("index"))] = b;
@@ -1354,14 +1355,7 @@ Result<Value> Daemon::Impl::VolumeLayout(const Value& args) {
   a["volume"] = v->name;
   a["ports_only"] = true;
   for (const auto& node : nodes) {
-    Result<Value> res = Value();
-    if (node == uuid()) {
-      res = LocalStatus(a);
-    } else if (const PeerConf* p = c.FindPeer(node)) {
-      res = CallPeer(*p, MgmtOp::kLocalStatus, a);
-    } else {
-      res = NotFound("node " + node + " is not in the pool");
-    }
+    Result<Value> res = CallNode(c, node, MgmtOp::kLocalStatus, a);
     if (!res.ok()) {
       node_error[node] = res.status().message();
       continue;
@@ -1526,10 +1520,7 @@ Result<Value> Daemon::Impl::VolumeHeal(const Value& args) {
     Value a;
     a["volume"] = name;
     for (const auto& node : nodes) {
-      Result<Value> res = Value();
-      if (node == uuid()) res = LocalHeal(a);
-      else if (const PeerConf* p = c.FindPeer(node)) res = CallPeer(*p, MgmtOp::kLocalHeal, a);
-      else res = NotFound("node " + node + " is not in the pool");
+      Result<Value> res = CallNode(c, node, MgmtOp::kLocalHeal, a);
       Value e;
       e["node_uuid"] = node;
       if (res.ok()) {

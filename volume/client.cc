@@ -107,7 +107,6 @@ struct VolumeClient::Impl {
     Clock::time_point next_try{};
     std::chrono::milliseconds backoff{100};
     bool connecting = false;
-    bool ever_connected = false;
   };
   std::vector<Slot> slots;
   // Bricks not to read an object from, as of `seq` (when this client last saw every brick's
@@ -206,11 +205,9 @@ struct VolumeClient::Impl {
       s.client = std::shared_ptr<BrickClient>(std::move(*c));
       s.backoff = std::chrono::milliseconds(100);
       s.last_error.clear();
-      // Whatever this client believed about the brick's freshness is void now.
-      // Even a first connection: a brick that was down when the volume was opened has missed
-      // whatever was written meanwhile.
+      // Whatever this client believed about the brick's freshness is void now, even at a first
+      // connection: a brick that was down when the volume was opened missed what was written.
       connected_seq[i] = ++seq;
-      s.ever_connected = true;
       DRFS_LOG(Info) << Name() << ": connected to brick " << addr.name << " at " << addr.host
                      << ":" << addr.port;
     } else {
@@ -250,7 +247,7 @@ struct VolumeClient::Impl {
         for (size_t i : connect) TryConnect(i);
         // Past eager_lock_max the transaction closes even while writes are in flight: new
         // writes wait and open a fresh one, so a waiting client or healer gets its turn.
-        for (auto& t : expire) CloseTxn(t, /*wait_inflight=*/true);
+        for (auto& t : expire) CloseTxn(t);
         l.lock();
         continue;
       }
@@ -532,7 +529,7 @@ struct VolumeClient::Impl {
     for (size_t i = 0; i < n; ++i)
       if (out[i].sent && !out[i].answered) Abandon(cl[i], lock, owner);
     if (busy == 0) return got;
-    Unlock(cl, got, lock, owner, Deltas(type, -1, 0), Mask(0));
+    Release(cl, got, lock, owner, type);
     got = 0;
     q.flags = brick_proto::kLockBlocking;
     for (size_t i = 0; i < n; ++i) {
@@ -560,20 +557,15 @@ struct VolumeClient::Impl {
     c->Call(q, [](Result<Reply>) {});
   }
 
-  // Post-op and unlock: `deltas` on the bricks in `mask`, and additionally accusing `accuse`
-  // on the bricks in `winners`.
+  // Post-op and unlock on the bricks in `mask`: brick i gets the deltas `post(i)`.
   void Unlock(const std::vector<std::shared_ptr<BrickClient>>& cl, Mask mask, const Request& lock,
-              uint64_t owner, const std::vector<int32_t>& deltas, Mask winners,
-              Mask accuse = 0, int type = 0) {
+              uint64_t owner, const std::function<std::vector<int32_t>(size_t)>& post) {
     if (mask == 0) return;
-    std::vector<int32_t> win = deltas;
-    for (size_t j = 0; j < n; ++j)
-      if (accuse & (1u << j)) win[brick_proto::PendingIndex(static_cast<int>(j), type)] += 1;
     auto out = Fan(cl, mask, [&](size_t i) {
       Request q = lock;
       q.lock_owner = owner;
       q.flags = brick_proto::kLockUnlock;
-      q.pending = (winners & (1u << i)) ? win : deltas;
+      q.pending = post(i);
       return q;
     });
     for (size_t i = 0; i < n; ++i) {
@@ -583,6 +575,12 @@ struct VolumeClient::Impl {
                        << "); its markers stay for self-heal to settle";
       }
     }
+  }
+  // Undoes a pre-op that led nowhere (the lock is given back with "dirty -1").
+  void Release(const std::vector<std::shared_ptr<BrickClient>>& cl, Mask mask,
+               const Request& lock, uint64_t owner, int type) {
+    const auto undo = Deltas(type, -1, 0);
+    Unlock(cl, mask, lock, owner, [&](size_t) { return undo; });
   }
 
   // Decides an op's outcome from the replies of the bricks in `locked` (AFR's rule): success
@@ -652,7 +650,7 @@ struct VolumeClient::Impl {
     int agreed = 0;
     Mask locked = Lock(cl, up, lock, owner, type, &why, &agreed);
     if (!HasQuorum(locked)) {
-      Unlock(cl, locked, lock, owner, Deltas(type, -1, 0), 0);
+      Release(cl, locked, lock, owner, type);
       if (agreed != 0) return {Errno(StaleIfGone(lock, agreed), Name() + ": " + what + ": " + why), {}};
       return {Errno(EROFS, Name() + ": " + what + ": could lock only " +
                                std::to_string(Popcount(locked)) + " of " + std::to_string(n) +
@@ -666,7 +664,9 @@ struct VolumeClient::Impl {
       r.status = Errno(ESTALE, r.status.message());
     }
     const Mask losers = all & ~winners;
-    Unlock(cl, locked, lock, owner, Deltas(type, -1, 0), winners, losers, type);
+    const auto won = Deltas(type, -1, losers), lost = Deltas(type, -1, 0);
+    Unlock(cl, locked, lock, owner,
+           [&](size_t i) { return (winners & (1u << i)) ? won : lost; });
     return r;
   }
 
@@ -749,11 +749,11 @@ struct VolumeClient::Impl {
       int agreed = 0;
       locked = Lock(cl, up, InodeLock(g), owner, brick_proto::kMarkData, &why, &agreed);
       if ((!HasQuorum(locked) || !(locked & ~ArbiterMask())) && agreed != 0) {
-        Unlock(cl, locked, InodeLock(g), owner, Deltas(brick_proto::kMarkData, -1, 0), 0);
+        Release(cl, locked, InodeLock(g), owner, brick_proto::kMarkData);
         locked = 0;
         err = Errno(StaleIfGone(InodeLock(g), agreed), Name() + ": write to " + g.ToString() + ": " + why);
       } else if (!HasQuorum(locked) || !(locked & ~ArbiterMask())) {
-        Unlock(cl, locked, InodeLock(g), owner, Deltas(brick_proto::kMarkData, -1, 0), 0);
+        Release(cl, locked, InodeLock(g), owner, brick_proto::kMarkData);
         err = Errno(EROFS, Name() + ": write to " + g.ToString() + ": could lock only " +
                                std::to_string(Popcount(locked)) + " bricks (" + why +
                                "); writes need " +
@@ -779,7 +779,7 @@ struct VolumeClient::Impl {
   }
 
   // Post-op and unlock; the transaction leaves the table.
-  void CloseTxn(const std::shared_ptr<WriteTxn>& t, bool wait_inflight) {
+  void CloseTxn(const std::shared_ptr<WriteTxn>& t) {
     {
       std::unique_lock<std::mutex> l(mu);
       t->cv.wait(l, [&] { return !t->opening; });
@@ -792,7 +792,6 @@ struct VolumeClient::Impl {
         t->cv.wait(l, gone);  // someone else closes it
         return;
       }
-      if (!wait_inflight && t->inflight > 0) return;
       t->closing = true;
       t->cv.wait(l, [&] { return t->inflight == 0; });
     }
@@ -801,23 +800,10 @@ struct VolumeClient::Impl {
     // (no post-op of its own), so self-heal looks at it even if every accuser is lost.
     const Mask winners = t->locked & ~t->failed;
     const Mask outside = all & ~t->locked;
-    const Request lock = InodeLock(t->gfid);
-    auto out = Fan(t->clients, t->locked, [&](size_t i) {
-      Request q = lock;
-      q.lock_owner = t->owner;
-      q.flags = brick_proto::kLockUnlock;
-      if (winners & (1u << i)) {
-        q.pending = Deltas(brick_proto::kMarkData, -1, outside | t->accuse[i]);
-      }
-      return q;
+    Unlock(t->clients, t->locked, InodeLock(t->gfid), t->owner, [&](size_t i) {
+      return (winners & (1u << i)) ? Deltas(brick_proto::kMarkData, -1, outside | t->accuse[i])
+                                   : std::vector<int32_t>{};
     });
-    for (size_t i = 0; i < n; ++i) {
-      if ((t->locked & (1u << i)) && !out[i].ok()) {
-        DRFS_LOG(Warn) << Name() << ": post-op on brick " << slots[i].addr.name << " failed ("
-                       << (out[i].answered ? out[i].reply.message : out[i].transport_error)
-                       << "); its markers stay for self-heal to settle";
-      }
-    }
     AddStale(t->gfid, all & ~winners);
     std::lock_guard<std::mutex> l(mu);
     auto it = txns.find(t->gfid);
@@ -833,7 +819,7 @@ struct VolumeClient::Impl {
       if (it == txns.end()) return;
       t = it->second;
     }
-    CloseTxn(t, /*wait_inflight=*/true);
+    CloseTxn(t);
   }
 };
 
@@ -847,7 +833,7 @@ VolumeClient::~VolumeClient() {
     std::lock_guard<std::mutex> l(impl_->mu);
     for (auto& [g, t] : impl_->txns) open.push_back(t);
   }
-  for (auto& t : open) impl_->CloseTxn(t, true);
+  for (auto& t : open) impl_->CloseTxn(t);
 }
 
 Result<std::unique_ptr<VolumeClient>> VolumeClient::Open(const Layout& layout,
