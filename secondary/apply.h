@@ -1,0 +1,98 @@
+// BatchApplier: applies geo-replication batches (georep/format.h) to the secondary volume, in
+// order, by gfid, exactly once in effect.
+//
+// Position. For each replica set it keeps, in SQLite (WAL, one transaction per batch), the
+// position it has applied: (epoch, token, source brick, LSN, journal timestamp), the crawl
+// sequence during an initial sync, and counters. A batch is:
+//   - refused (kStale) when its epoch or token is older than the stored one: it comes from a
+//     fenced site or a deposed syncer;
+//   - dropped (kDuplicate) when every record in it is at or below the stored LSN (same token
+//     and brick); records at or below it inside a batch that goes further are skipped;
+//   - held back (kGap) when it starts after stored LSN + 1 (same token and brick): nothing is
+//     applied, the syncer is told to resend;
+//   - applied otherwise. A batch with kBatchResume from a newer token continues from its
+//     resume position; one with kBatchReplay is applied idempotently without LSN checks.
+//
+// Idempotence. The volume and SQLite cannot commit together, so the position is stored after
+// the batch's effects; a crash in between re-applies the batch. Every op is therefore applied
+// so that doing it twice has no visible effect: it first checks, by gfid, whether the effect is
+// already there (the object exists, the entry already names that gfid, the rename is done...)
+// and skips it if so. An op whose object is gone for good (a later record removes it) is
+// skipped as superseded.
+//
+// Failures. An op that cannot be applied for a reason that retrying will not fix (a conflict
+// the primary cannot have had, EINVAL, ENOSPC after retries...) is recorded in the failures
+// table with its LSN, op, path on the primary's terms (parent gfid/name) and errno text, and
+// counted; the batch goes on. Transport errors (EIO, ENOTCONN, EROFS without quorum) are not
+// failures: Apply returns Unavailable and the batch is retried whole later.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/sqlite.h"
+#include "common/status.h"
+#include "georep/format.h"
+
+namespace drfs::volume {
+class VolumeClient;
+}
+
+namespace drfs::secondary {
+
+struct Position {
+  uint32_t replica_set = 0;
+  uint64_t epoch = 0;
+  uint64_t token = 0;
+  std::string source_brick;
+  uint64_t lsn = 0;
+  uint64_t ts_ns = 0;
+  uint64_t crawl_seq = 0;
+  bool crawl_done = false;
+  uint64_t applied_ops = 0;
+  uint64_t failures = 0;
+  int64_t kafka_offset = -1;  // of the last batch applied or dropped (where to resume reading)
+  uint64_t applied_at_ns = 0;  // wall clock of the last apply
+};
+
+struct Failure {
+  int64_t id = 0;
+  uint32_t replica_set = 0;
+  uint64_t lsn = 0;
+  std::string op;       // "RENAME"
+  std::string target;   // "<parent gfid>/<name>" or "<gfid>", and for renames " -> <new>"
+  std::string error;    // errno text and what was found
+  uint64_t at_ns = 0;
+};
+
+enum class Outcome { kApplied, kDuplicate, kStale, kGap };
+const char* OutcomeName(Outcome o);
+
+class BatchApplier {
+ public:
+  // Opens (creating) the database at `db_path`.
+  static Result<std::unique_ptr<BatchApplier>> Open(const std::string& db_path,
+                                                    const std::string& session);
+  ~BatchApplier();
+
+  // Applies `batch` (read at `kafka_offset`) through `volume`. Unavailable: nothing recorded,
+  // retry the same batch later.
+  Result<Outcome> Apply(volume::VolumeClient& volume, const georep::Batch& batch,
+                        int64_t kafka_offset);
+
+  // Every replica set's position (those seen so far).
+  Result<std::vector<Position>> Positions();
+  Result<Position> GetPosition(uint32_t replica_set);
+  // The newest `limit` failures, newest first.
+  Result<std::vector<Failure>> Failures(int limit);
+
+  struct Impl;
+
+ private:
+  explicit BatchApplier(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace drfs::secondary
