@@ -12,5 +12,6 @@ int PeerCommand(int argc, char** argv, int first);
 int VolumeCommand(int argc, char** argv, int first);
 int MountCommand(int argc, char** argv, int first);
 int UmountCommand(int argc, char** argv, int first);
+int GeorepCommand(int argc, char** argv, int first);
 
 }  // namespace drfs::cli

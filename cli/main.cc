@@ -19,6 +19,8 @@ constexpr char kUsage[] =
     "  volume      create, start, stop, inspect and configure volumes (run 'drfs volume help')\n"
     "  mount       mount a volume: drfs mount HOST:/VOLUME MOUNTPOINT [-o OPTIONS]\n"
     "  umount      unmount it: drfs umount MOUNTPOINT\n"
+    "  georep      geo-replication to a secondary site through Kafka (create, start, status,\n"
+    "              checkpoint, verify; run 'drfs georep help')\n"
     "  brick       serve a brick directory over the network, or send it one op (serve, op)\n"
     "  changelog   inspect and manage a brick's mutation journal (dump, status, purge, cursor)\n"
     "  cert        create the site CA and issue TLS certificates (create-ca, issue, show)\n"
@@ -51,6 +53,7 @@ int main(int argc, char** argv) {
   if (group == "volume") return VolumeCommand(argc, argv, 2);
   if (group == "mount") return MountCommand(argc, argv, 2);
   if (group == "umount") return UmountCommand(argc, argv, 2);
+  if (group == "georep") return GeorepCommand(argc, argv, 2);
   std::cerr << "drfs: unknown command group '" << group << "'\n\n" << kUsage;
   return kExitUsage;
 }

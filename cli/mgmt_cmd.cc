@@ -10,6 +10,7 @@
 #include <iostream>
 
 #include "cli/args.h"
+#include "cli/client.h"
 #include "cli/commands.h"
 #include "cli/table.h"
 #include "common/log.h"
@@ -73,14 +74,10 @@ constexpr char kVolumeUsage[] =
     "--tls-cert F --tls-key F --tls-ca F (a certificate with role 'daemon'), --json,\n"
     "--timeout S (connecting to drfsd; default 5).\n";
 
-const OptionSpec kClientSpec{{"json"}, {"daemon", "tls-cert", "tls-key", "tls-ca", "timeout"}};
+}  // namespace
 
-// Where the CLI's requests go: --daemon (or $DRFS_DAEMON, or 127.0.0.1:24100) and --timeout.
-struct DaemonTarget {
-  std::string host;
-  uint16_t port = 0;
-  uint64_t timeout_s = 5;
-};
+// Shared with the other client commands (cli/client.h).
+const OptionSpec kClientSpec{{"json"}, {"daemon", "tls-cert", "tls-key", "tls-ca", "timeout"}};
 
 Result<DaemonTarget> ParseDaemonTarget(const Args& a) {
   std::string addr = a.Get("daemon").value_or("");
@@ -115,7 +112,7 @@ std::optional<int> ParseClientCommand(int argc, char** argv, int first, const ch
 }
 
 // Sends one request to the daemon named by --daemon / $DRFS_DAEMON.
-Result<Value> Call(const Args& a, MgmtOp op, const Value& args) {
+Result<Value> Call(const Args& a, mgmt::MgmtOp op, const Value& args) {
   DRFS_ASSIGN_OR_RETURN(DaemonTarget target, ParseDaemonTarget(a));
   const std::string& host = target.host;
   // The RPC layer's reconnect chatter is not for the operator; errors come back as values.
@@ -166,6 +163,8 @@ int Output(const Args& a, const Result<Value>& r, const std::function<void(const
 void PrintMessage(const Value& r) { std::cout << r.GetString("message") << "\n"; }
 
 std::string Str(int64_t v) { return std::to_string(v); }
+
+namespace {
 
 // ------------------------------------------------------------------ daemon
 

@@ -50,10 +50,44 @@ struct VolumeConf {
   std::string TypeName() const;
 };
 
+// A geo-replication session, as each site's pool knows it. The primary pool holds it with
+// role "primary" (its syncers ship `volume`); the secondary pool with role "secondary" (its
+// applier writes `volume`, which is read-only to everyone else).
+inline constexpr char kRolePrimary[] = "primary";
+inline constexpr char kRoleSecondary[] = "secondary";
+inline constexpr char kSessionCreated[] = "Created";
+inline constexpr char kSessionStarted[] = "Started";
+inline constexpr char kSessionStopped[] = "Stopped";
+inline constexpr char kSessionPaused[] = "Paused";
+
+struct SessionConf {
+  std::string name;
+  std::string role;            // kRolePrimary | kRoleSecondary
+  std::string volume;          // this site's volume
+  std::string peer_host;       // the other site's drfsd
+  uint16_t peer_port = 0;
+  std::string peer_volume;
+  std::string primary_volume_uuid;
+  int replica_sets = 1;        // of the primary volume: partitions of the session's topics
+  // Kafka bootstrap servers; empty: the embedded broker hosted by the primary's drfsd on node
+  // `broker_node` (the secondary asks it for the address: it changes when that drfsd restarts).
+  std::string kafka;
+  std::map<std::string, std::string> kafka_props;  // other kafka.* properties, passed through
+  std::string broker_node;     // primary: node uuid hosting the embedded broker
+  std::string applier_node;    // secondary: node uuid running the applier
+  std::string state = kSessionCreated;
+  uint64_t epoch = 1;
+  int64_t created_ns = 0;
+  int64_t checkpoint_ns = 0;   // 0: none set
+  std::map<std::string, std::string> options;  // validated georep options (mgmt/georep.h)
+  bool operator==(const SessionConf&) const = default;
+};
+
 struct ClusterConfig {
   int64_t generation = 0;
   std::vector<PeerConf> peers;  // every node of the pool, this one included (empty: alone)
   std::map<std::string, VolumeConf> volumes;
+  std::map<std::string, SessionConf> sessions;
   bool operator==(const ClusterConfig&) const = default;
 
   const PeerConf* FindPeer(const std::string& uuid) const;

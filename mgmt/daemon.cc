@@ -30,6 +30,7 @@
 #include "common/thread_pool.h"
 #include "common/time.h"
 #include "mgmt/config.h"
+#include "mgmt/georep.h"
 #include "mgmt/options.h"
 #include "mgmt/layout.h"
 #include "mgmt/protocol.h"
@@ -154,6 +155,10 @@ class Daemon::Impl {
   std::shared_ptr<SelfHealDaemon> FindShd(const std::string& volume);
   std::mutex shd_mu_;
   std::map<std::string, std::shared_ptr<SelfHealDaemon>> shds_;
+  // Geo-replication sessions and workers (mgmt/georep.h).
+  std::unique_ptr<Georep> georep_;
+  std::atomic<bool> georep_pending_{false};
+  void ReconcileGeorepSoon();
 
   // --- transactions
   // Runs a pool-wide change: `mutate` edits a copy of the config; then lock, stage and commit
@@ -291,6 +296,22 @@ Status Daemon::Impl::Init() {
   ServerOptions so;
   so.io_threads = 2;
   so.max_payload = size_t{1} << 20;  // configurations are kilobytes
+  GeorepHost gh;
+  gh.node_uuid = uuid();
+  gh.hostname = opt_.hostname;
+  gh.state_dir = opt_.state_dir;
+  gh.tls = opt_.tls;
+  gh.config = [this] { return Config(); };
+  gh.run_txn = [this](const std::function<Status(ClusterConfig*)>& m) { return RunTxn(m); };
+  gh.call_node = [this](const std::string& node, MgmtOp op, const Value& a) {
+    return CallNode(Config(), node, op, a);
+  };
+  gh.layout = [this](const std::string& vol) -> Result<volume::Layout> {
+    Value a;
+    a["volume"] = vol;
+    DRFS_ASSIGN_OR_RETURN(Value v, VolumeLayout(a));
+    return LayoutFromValue(v);
+  };
   DRFS_RETURN_IF_ERROR(server_.Start(
       opt_.listen_host, opt_.port, opt_.tls,
       [this](std::shared_ptr<const PeerInfo> peer, Frame req, Responder reply) {
@@ -301,6 +322,9 @@ Status Daemon::Impl::Init() {
                  << " as " << opt_.hostname << ", state in " << opt_.state_dir << " (generation "
                  << loaded.generation << ", " << loaded.peers.size() << " peers, "
                  << loaded.volumes.size() << " volumes)";
+  gh.self_name = SelfName();
+  georep_ = std::make_unique<Georep>(std::move(gh));
+  ReconcileGeorepSoon();
   heartbeat_ = std::thread([this] { HeartbeatLoop(); });
   serving_ = true;
   return Status::Ok();
@@ -314,6 +338,7 @@ void Daemon::Impl::Stop() {
   }
   hb_cv_.notify_all();
   if (heartbeat_.joinable()) heartbeat_.join();
+  if (georep_) georep_->Stop();
   {
     std::map<std::string, std::shared_ptr<SelfHealDaemon>> shds;
     {
@@ -399,6 +424,18 @@ Result<Value> Daemon::Impl::Dispatch(MgmtOp op, const Value& args) {
     case MgmtOp::kVolumeLayout: return VolumeLayout(args);
     case MgmtOp::kLocalHeal: return LocalHeal(args);
     case MgmtOp::kVolumeHeal: return VolumeHeal(args);
+    case MgmtOp::kGeorepCreate:
+    case MgmtOp::kGeorepJoin:
+    case MgmtOp::kGeorepControl:
+    case MgmtOp::kGeorepPeerControl:
+    case MgmtOp::kGeorepStatus:
+    case MgmtOp::kGeorepLocalStatus:
+    case MgmtOp::kGeorepApplierStatus:
+    case MgmtOp::kGeorepConfig:
+    case MgmtOp::kGeorepCheckpoint:
+    case MgmtOp::kGeorepBroker:
+      if (!georep_) return Unavailable("drfsd is starting; retry");
+      return georep_->Handle(op, args);
   }
   return InvalidArgument("unknown management op " + std::to_string(static_cast<int>(op)) +
                          "; is the drfs CLI newer than this drfsd?");
@@ -596,6 +633,7 @@ Status Daemon::Impl::ApplyConfig(const ClusterConfig& in, std::vector<std::strin
     }
   }
   Reconcile(next, &started, /*start=*/true);
+  ReconcileGeorepSoon();
   if (warnings == nullptr || started.empty()) return Status::Ok();
   // Wait for the bricks this commit started to answer, so `volume start` reports the truth.
   const auto deadline = std::chrono::steady_clock::now() + opt_.brick_start_wait;
@@ -1093,6 +1131,13 @@ Result<Value> Daemon::Impl::VolumeStop(const Value& args) {
     if (cur->state != kVolumeStarted) {
       return FailedPrecondition("volume " + name + " is not started (it is " + cur->state + ")");
     }
+    for (const auto& [sn, se] : next->sessions) {
+      if (se.volume == name && (se.state == kSessionStarted || se.state == kSessionPaused) &&
+          !args.GetBool("force")) {
+        return FailedPrecondition("volume " + name + " has a running geo-replication session '" + sn +
+                                  "'; stop it first with 'drfs georep stop " + sn + "' (or add force)");
+      }
+    }
     next->volumes[name].state = kVolumeStopped;
     return Status::Ok();
   }));
@@ -1109,6 +1154,12 @@ Result<Value> Daemon::Impl::VolumeDelete(const Value& args) {
     DRFS_ASSIGN_OR_RETURN(const VolumeConf* cur, FindVolume(*next, name));
     if (cur->state == kVolumeStarted) {
       return FailedPrecondition("volume " + name + " is started; stop it first with 'drfs volume stop " + name + "'");
+    }
+    for (const auto& [sn, se] : next->sessions) {
+      if (se.volume == name) {
+        return FailedPrecondition("volume " + name + " is in geo-replication session '" + sn +
+                                  "'; delete the session first with 'drfs georep delete " + sn + "'");
+      }
     }
     next->volumes.erase(name);
     return Status::Ok();
@@ -1884,12 +1935,23 @@ void Daemon::Impl::OnProcessStatus(const std::string& key, const ProcStatus& s) 
 // ---------------------------------------------------------------------------------------------
 // Heartbeat: peer liveness, catching up on missed commits, and keeping bricks running.
 
+void Daemon::Impl::ReconcileGeorepSoon() {
+  if (!georep_ || georep_pending_.exchange(true)) return;
+  if (!pool_->Submit([this] {
+        georep_pending_.store(false);
+        georep_->Reconcile(Config());
+      })) {
+    georep_pending_.store(false);
+  }
+}
+
 void Daemon::Impl::HeartbeatLoop() {
   for (;;) {
     {
       std::unique_lock<std::mutex> l(hb_mu_);
       if (hb_cv_.wait_for(l, opt_.heartbeat, [this] { return stopping_; })) return;
     }
+    ReconcileGeorepSoon();  // follows bricks that moved, brokers that restarted
     ClusterConfig c = Config();
     for (const auto& p : c.peers) {
       if (p.uuid == uuid()) continue;

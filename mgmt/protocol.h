@@ -50,6 +50,17 @@ enum class MgmtOp : uint16_t {
   // Clients (mounts, self-heal, applier) to any drfsd of the pool.
   kVolumeLayout = 41,  // {volume} -> the layout a client needs (mgmt/layout.h, docs/cli.md)
   kVolumeHeal = 42,    // {name[, info, split_brain]} -> heal started on nodes / entries per brick
+  // Geo-replication (mgmt/georep.h). CLI to the primary's drfsd unless noted.
+  kGeorepCreate = 50,        // {volume, secondary_host, secondary_port, secondary_volume[, name, kafka, kafka_props]}
+  kGeorepJoin = 51,          // primary drfsd -> secondary drfsd: {session} -> {node}
+  kGeorepControl = 52,       // {name, action: start|stop|pause|resume|delete[, force]}
+  kGeorepPeerControl = 53,   // primary drfsd -> secondary drfsd: {name, action}
+  kGeorepStatus = 54,        // {[name], [detail]} -> {sessions: [...]}
+  kGeorepLocalStatus = 55,   // {name} -> {rows: [...]} for this node's bricks
+  kGeorepApplierStatus = 56, // to the secondary: {name[, failures]} -> the applier's positions
+  kGeorepConfig = 57,        // {name[, key[, value | reset]]}
+  kGeorepCheckpoint = 58,    // {name, time_ns (0: now)}
+  kGeorepBroker = 59,        // {name} -> {bootstrap}: the embedded broker's address
 };
 
 // Encodes a handler's outcome as a reply payload.

@@ -1,0 +1,113 @@
+// Geo-replication in drfsd: sessions, the embedded broker, and the workers a node runs.
+//
+// A session lives in both sites' pool configurations (mgmt/config.h SessionConf): with role
+// "primary" on the site whose volume is shipped, "secondary" on the one that receives it.
+// `drfs georep create` on the primary asks the secondary's drfsd to join first, so neither site
+// has a half-made session it does not know about.
+//
+// What runs where:
+//   - the embedded broker (no kafka.bootstrap.servers given): in the drfsd of the primary node
+//     where the session was created (broker_node). The secondary asks that node for its address,
+//     which changes when that drfsd restarts (the broker then starts empty, and the syncers
+//     resend from the applier's acknowledged position).
+//   - syncers (syncer/syncer.h): one per data brick of the primary volume, in the drfsd of the
+//     brick's node; one per replica set is Active.
+//   - the applier (secondary/applier.h): in the drfsd of the secondary node that joined
+//     (applier_node).
+// Reconcile() brings the workers in line with the configuration; drfsd calls it after every
+// configuration change and at every heartbeat (which also follows bricks that moved ports).
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "common/rpc.h"
+#include "common/status.h"
+#include "common/value.h"
+#include "mgmt/config.h"
+#include "mgmt/protocol.h"
+#include "volume/layout.h"
+
+namespace drfs::kafka {
+class EmbeddedBroker;
+}
+namespace drfs::syncer {
+class Syncer;
+}
+namespace drfs::secondary {
+class Applier;
+}
+
+namespace drfs::mgmt {
+
+// What the georep service needs from its drfsd.
+struct GeorepHost {
+  std::string node_uuid;
+  std::string self_name;  // "host:port" this drfsd is reached at
+  std::string hostname;
+  std::string state_dir;
+  TlsConfig tls;
+  std::function<ClusterConfig()> config;
+  std::function<Result<std::vector<std::string>>(const std::function<Status(ClusterConfig*)>&)> run_txn;
+  // A node-local op on a node of this pool (this one or a peer).
+  std::function<Result<Value>(const std::string& node, MgmtOp op, const Value& args)> call_node;
+  // The volume's layout with current brick ports (volume must be started).
+  std::function<Result<volume::Layout>(const std::string& volume)> layout;
+};
+
+// Georep options (`drfs georep config`): name, default, and what is allowed.
+struct GeorepOptionDef {
+  const char* name;
+  const char* def;
+  int64_t min, max;
+  const char* help;
+};
+const std::vector<GeorepOptionDef>& GeorepOptions();
+// The canonical value of `value` for option `key`; InvalidArgument naming what is allowed.
+Result<std::string> NormalizeGeorepOption(const std::string& key, const std::string& value);
+
+class Georep {
+ public:
+  explicit Georep(GeorepHost host);
+  ~Georep();  // Stop()
+  // Stops every worker and the embedded broker.
+  void Stop();
+
+  // Handles the kGeorep* management ops.
+  Result<Value> Handle(MgmtOp op, const Value& args);
+  // Starts and stops this node's workers to match `c`.
+  void Reconcile(const ClusterConfig& c);
+
+ private:
+  struct SyncerSlot;
+  struct ApplierSlot;
+
+  Result<Value> Create(const Value& args);
+  Result<Value> Join(const Value& args);
+  Result<Value> Control(const Value& args);
+  Result<Value> PeerControl(const Value& args);
+  Result<Value> StatusOp(const Value& args);
+  Result<Value> LocalStatus(const Value& args);
+  Result<Value> ApplierStatus(const Value& args);
+  Result<Value> Config(const Value& args);
+  Result<Value> Checkpoint(const Value& args);
+  Result<Value> Broker(const Value& args);
+
+  Result<Value> CallPeerSite(const SessionConf& s, MgmtOp op, const Value& args);
+  Result<std::string> Bootstrap(const SessionConf& s);
+  Result<const SessionConf*> FindSession(const ClusterConfig& c, const std::string& name) const;
+
+  GeorepHost host_;
+  std::mutex mu_;  // the members below; Reconcile runs one at a time
+  bool stopped_ = false;
+  std::unique_ptr<kafka::EmbeddedBroker> broker_;
+  std::map<std::string, int> topics_;  // created on the embedded broker: topic -> partitions
+  std::map<std::string, std::unique_ptr<SyncerSlot>> syncers_;   // "SESSION/BRICK_ID"
+  std::map<std::string, std::unique_ptr<ApplierSlot>> appliers_;  // SESSION
+};
+
+}  // namespace drfs::mgmt

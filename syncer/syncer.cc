@@ -1,0 +1,923 @@
+#include "syncer/syncer.h"
+
+#include <errno.h>
+
+#include <algorithm>
+#include <deque>
+#include <future>
+#include <map>
+#include <optional>
+#include <random>
+#include <set>
+#include <utility>
+
+#include "brick/client.h"
+#include "changelog/cursor.h"
+#include "changelog/reader.h"
+#include "changelog/shared_state.h"
+#include "common/brick_protocol.h"
+#include "common/gfid.h"
+#include "common/log.h"
+#include "common/time.h"
+#include "georep/format.h"
+
+namespace drfs::syncer {
+
+using changelog::OpType;
+using namespace std::chrono_literals;
+
+std::string CursorName(const std::string& session) { return "georep." + session; }
+
+namespace {
+
+enum class OpClass { kEntry, kData, kMeta };
+
+OpClass ClassOf(OpType op) {
+  switch (op) {
+    case OpType::kWrite:
+    case OpType::kTruncate:
+    case OpType::kFallocate:
+      return OpClass::kData;
+    case OpType::kSetattr:
+    case OpType::kSetxattr:
+    case OpType::kRemovexattr:
+      return OpClass::kMeta;
+    default:
+      return OpClass::kEntry;
+  }
+}
+
+bool IsGone(const Status& s) {
+  return s.sys_errno() == ENOENT || s.sys_errno() == ESTALE || s.code() == Code::kNotFound;
+}
+
+// A message sent and not yet acknowledged.
+struct InFlight {
+  uint64_t first = 0, last = 0;
+  bool last_complete = true;  // the last record's final fragment is in it
+  size_t bytes = 0;
+  uint64_t first_ts = 0;
+  uint64_t entry = 0, data = 0, meta = 0;
+};
+
+// A WRITE being shipped in fragments across messages.
+struct PendingWrite {
+  changelog::Record op;
+  uint64_t end = 0;       // offset + length clamped to the file's size when it started
+  uint64_t consumed = 0;  // bytes of the range already put in messages
+};
+
+}  // namespace
+
+struct Syncer::Impl {
+  explicit Impl(SyncerOptions o) : opts(std::move(o)) {}
+
+  SyncerOptions opts;
+  std::string lock_name;
+  uint64_t owner = 0;
+  std::thread thread;
+  std::atomic<bool> stop{false};
+  std::atomic<bool> paused{false};
+
+  mutable std::mutex mu;  // guards info, checkpoint fields and deliveries
+  SyncerInfo info;
+  std::vector<std::pair<Status, InFlight>> deliveries;  // failed deliveries, from the producer
+  uint64_t checkpoint_ns = 0, checkpoint_done_ns = 0;
+  bool checkpoint_changed = false;
+
+  // Worker thread state.
+  std::vector<std::unique_ptr<brick::BrickClient>> lock_clients;
+  std::unique_ptr<brick::BrickClient> data;
+  std::unique_ptr<kafka::Producer> producer;
+  std::unique_ptr<kafka::Consumer> acks;
+  std::unique_ptr<changelog::Reader> reader;
+  std::unique_ptr<changelog::SharedState> journal_state;  // the journal's published LSN
+  std::optional<changelog::Entry> peeked;
+  std::optional<PendingWrite> pending_write;
+  std::deque<InFlight> inflight;
+  bool active = false;
+  uint64_t token = 0;
+  uint64_t max_seen_token = 0;
+  std::optional<georep::Ack> last_ack;  // newest Ack for this replica set
+  uint64_t acked_lsn = 0, acked_ts = 0;
+  uint64_t last_progress_ns = 0;  // monotonic: when acked_lsn last moved or a resend began
+  uint64_t next_election_ns = 0;
+  uint64_t last_cursor_ns = 0;
+  uint64_t cursor_lsn = 0;
+  bool resume_next = false;   // the next batch carries kBatchResume
+  bool replay_next = false;   // ... and kBatchReplay
+  std::string resume_brick;
+  uint64_t resume_lsn = 0;
+  bool resend = false;
+  uint64_t last_gap_resend_ns = 0;
+  uint64_t checkpoint_lsn = 0;
+  uint64_t checkpoint_for = 0;  // the checkpoint_ns checkpoint_lsn was computed for
+  // Bandwidth: bytes allowed from now on (token bucket refilled by rate).
+  double bucket = 0;
+  uint64_t bucket_ns = 0;
+  // Throughput over a sliding window.
+  std::deque<std::pair<uint64_t, uint64_t>> rate_samples;  // (monotonic ns, bytes)
+  std::mt19937_64 rng{std::random_device{}()};
+
+  void Run();
+  void SetState(const std::string& state, const std::string& reason);
+  void PassiveStep();
+  bool TryElect(std::string* why);
+  void StepDown(const std::string& why);
+  Status BecomeActive();
+  Status ActiveStep();
+  Status OpenReader(uint64_t from);
+  Result<std::optional<changelog::Entry>> NextEntry(std::chrono::milliseconds timeout);
+  void PollAcks(std::chrono::milliseconds timeout);
+  void OnAck(const georep::Ack& a);
+  Status EnsureKafka();
+  Status EnsureDataClient();
+  Status Resend(const std::string& why);
+  Status SendBatch();
+  void Throttle(size_t bytes);
+  void AdvanceCursor(uint64_t lsn, bool force);
+  Status PassiveCursor();
+  void UpdateCheckpoint();
+  Result<uint64_t> LsnAtTime(uint64_t t_ns, uint64_t from);
+  void Publish();
+};
+
+void Syncer::Impl::SetState(const std::string& state, const std::string& reason) {
+  std::lock_guard<std::mutex> l(mu);
+  if (info.state != state || info.reason != reason) {
+    if (state == "Faulty") {
+      DRFS_LOG(Warn) << "georep " << opts.session << " syncer " << opts.brick_name << ": Faulty: "
+                     << reason;
+    } else {
+      DRFS_LOG(Info) << "georep " << opts.session << " syncer " << opts.brick_name << ": " << state
+                     << (reason.empty() ? "" : " (" + reason + ")");
+    }
+  }
+  info.state = state;
+  info.reason = reason;
+}
+
+void Syncer::Impl::Run() {
+  while (!stop.load()) {
+    if (!active) {
+      PassiveStep();
+      continue;
+    }
+    Status s = ActiveStep();
+    if (!s.ok()) {
+      StepDown(s.ToString());
+      SetState("Faulty", s.ToString());
+      // Back off before competing again, so a broken syncer does not hold the lock in a loop.
+      for (int i = 0; i < 20 && !stop.load(); ++i) std::this_thread::sleep_for(100ms);
+    }
+  }
+  if (active) StepDown("stopped");
+  SetState("Stopped", "");
+}
+
+void Syncer::Impl::PassiveStep() {
+  if (EnsureKafka().ok()) PollAcks(100ms);
+  else std::this_thread::sleep_for(100ms);
+  if (Status s = PassiveCursor(); !s.ok()) {
+    DRFS_LOG(Debug) << "georep " << opts.session << " " << opts.brick_name
+                    << ": passive cursor: " << s.ToString();
+  }
+  Publish();
+  if (MonotonicNs() < next_election_ns) return;
+  const uint64_t jitter = rng() % (opts.election_interval.count() * 500000ull + 1);
+  next_election_ns = MonotonicNs() + opts.election_interval.count() * 1000000ull + jitter;
+  std::string why;
+  if (!TryElect(&why)) {
+    SetState("Passive", why);
+    return;
+  }
+  Status s = BecomeActive();
+  if (!s.ok()) {
+    StepDown(s.ToString());
+    SetState("Faulty", s.ToString());
+  }
+}
+
+bool Syncer::Impl::TryElect(std::string* why) {
+  lock_clients.clear();
+  size_t total = opts.replica_bricks.size();
+  size_t granted = 0;
+  std::vector<std::string> refused;
+  ClientOptions co;
+  co.reconnect = false;
+  co.connect_timeout = 2000ms;
+  co.request_timeout = 5000ms;
+  for (const ReplicaBrick& b : opts.replica_bricks) {
+    if (b.port == 0) {
+      refused.push_back(b.name + " (down)");
+      continue;
+    }
+    auto c = brick::BrickClient::Connect(b.host, b.port, opts.tls, co);
+    if (!c.ok()) {
+      refused.push_back(b.name + " (unreachable)");
+      continue;
+    }
+    auto r = (*c)->Entrylk(Gfid::Root(), lock_name, owner, 0);
+    if (!r.ok()) {
+      refused.push_back(b.name + " (held)");
+      continue;
+    }
+    ++granted;
+    lock_clients.push_back(std::move(*c));
+  }
+  if (granted * 2 > total) return true;
+  lock_clients.clear();  // closing the connections releases what we got
+  *why = "another syncer is Active or bricks are down: " + std::to_string(granted) + "/" +
+         std::to_string(total) + " bricks granted the lock";
+  if (!refused.empty()) {
+    *why += "; not granted by";
+    for (const auto& r : refused) *why += " " + r;
+  }
+  return false;
+}
+
+void Syncer::Impl::StepDown(const std::string& why) {
+  if (active) {
+    DRFS_LOG(Info) << "georep " << opts.session << " syncer " << opts.brick_name
+                   << ": stepping down (token " << token << "): " << why;
+  }
+  active = false;
+  lock_clients.clear();
+  reader.reset();
+  peeked.reset();
+  pending_write.reset();
+  inflight.clear();
+  // Outstanding deliveries of this token are moot: the next Active resends from the Ack.
+  if (producer) (void)producer->Flush(500ms);
+  std::lock_guard<std::mutex> l(mu);
+  deliveries.clear();
+}
+
+Status Syncer::Impl::EnsureKafka() {
+  if (!producer) {
+    DRFS_ASSIGN_OR_RETURN(producer, kafka::Producer::Create(opts.kafka));
+  }
+  if (!acks) {
+    kafka::Properties p = opts.kafka;
+    p["group.id"] = "drfs-syncer-" + opts.session;
+    DRFS_ASSIGN_OR_RETURN(acks, kafka::Consumer::Create(p));
+    // Start at the newest Ack: the applier acks its whole position each time.
+    Status s = acks->Assign(georep::AckTopic(opts.session), static_cast<int32_t>(opts.replica_set),
+                            kafka::Consumer::kBeginning);
+    if (!s.ok()) {
+      acks.reset();
+      return s;
+    }
+    auto wm = acks->Watermarks(2000ms);
+    if (wm.ok() && wm->second > wm->first) {
+      s = acks->Assign(georep::AckTopic(opts.session), static_cast<int32_t>(opts.replica_set),
+                       wm->second - 1);
+      if (!s.ok()) {
+        acks.reset();
+        return s;
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+Status Syncer::Impl::EnsureDataClient() {
+  if (data) return Status::Ok();
+  ClientOptions co;
+  co.connect_timeout = 3000ms;
+  co.request_timeout = 30000ms;
+  auto c = brick::BrickClient::Connect(opts.brick_host, opts.brick_port, opts.tls, co);
+  if (!c.ok()) {
+    return Unavailable("cannot read data from brick " + opts.brick_name + ": " +
+                       c.status().ToString());
+  }
+  data = std::move(*c);
+  return Status::Ok();
+}
+
+void Syncer::Impl::PollAcks(std::chrono::milliseconds timeout) {
+  if (!acks) return;
+  for (int i = 0; i < 1000; ++i) {
+    auto m = acks->Poll(i == 0 ? timeout : 0ms);
+    if (!m.ok()) {
+      if (m.status().code() == Code::kOutOfRange) {
+        // The broker lost the ack partition (restarted empty): read it from the start again.
+        (void)acks->Assign(georep::AckTopic(opts.session), static_cast<int32_t>(opts.replica_set),
+                           kafka::Consumer::kBeginning);
+      }
+      return;
+    }
+    if (!m->has_value()) return;
+    georep::Ack a;
+    Status s = georep::DecodeAck((*m)->value, &a);
+    if (!s.ok()) {
+      DRFS_LOG(Warn) << "georep " << opts.session << ": ack at offset " << (*m)->offset
+                     << " does not decode, ignored: " << s.ToString();
+      continue;
+    }
+    if (a.session != opts.session || a.replica_set != opts.replica_set) continue;
+    OnAck(a);
+  }
+}
+
+void Syncer::Impl::OnAck(const georep::Ack& a) {
+  max_seen_token = std::max(max_seen_token, a.token);
+  last_ack = a;
+  {
+    std::lock_guard<std::mutex> l(mu);
+    info.failures = a.failures;
+  }
+  if (!active) return;
+  if (a.token > token) {
+    StepDown("the applier follows a newer syncer (token " + std::to_string(a.token) + ")");
+    SetState("Passive", "a newer syncer (token " + std::to_string(a.token) + ") is Active");
+    return;
+  }
+  if (a.token != token || a.source_brick != opts.brick_id) return;  // not ours yet
+  replay_next = false;
+  if (a.applied_lsn > acked_lsn) {
+    acked_lsn = a.applied_lsn;
+    acked_ts = a.applied_ts_ns;
+    last_progress_ns = MonotonicNs();
+    while (!inflight.empty() && inflight.front().last <= acked_lsn &&
+           (inflight.front().last < acked_lsn || inflight.front().last_complete)) {
+      inflight.pop_front();
+    }
+    AdvanceCursor(acked_lsn, false);
+  }
+  if (a.gap && MonotonicNs() - last_gap_resend_ns > 1000000000ull) {
+    last_gap_resend_ns = MonotonicNs();
+    resend = true;
+  }
+}
+
+void Syncer::Impl::AdvanceCursor(uint64_t lsn, bool force) {
+  if (lsn <= cursor_lsn) return;
+  const uint64_t now = MonotonicNs();
+  if (!force && now - last_cursor_ns < 1000000000ull) return;
+  changelog::CursorStore cs(opts.changelog_dir);
+  Status s = cs.Advance(CursorName(opts.session), lsn);
+  if (s.code() == Code::kNotFound) s = cs.Register(CursorName(opts.session), lsn);
+  if (!s.ok()) {
+    DRFS_LOG(Warn) << "georep " << opts.session << " " << opts.brick_name
+                   << ": cannot move journal cursor to " << lsn << ": " << s.ToString();
+    return;
+  }
+  cursor_lsn = lsn;
+  last_cursor_ns = now;
+}
+
+// A Passive syncer keeps its own journal until the Active one's records are applied: it moves
+// its cursor to the last record older than the acknowledged time minus the replay overlap
+// (which a syncer taking over from this journal would start from).
+Status Syncer::Impl::PassiveCursor() {
+  if (!last_ack || last_ack->applied_ts_ns == 0) return Status::Ok();
+  if (MonotonicNs() - last_cursor_ns < 2000000000ull) return Status::Ok();
+  const uint64_t overlap = static_cast<uint64_t>(opts.replay_overlap.count()) * 1000000ull;
+  if (last_ack->applied_ts_ns <= overlap) return Status::Ok();
+  const uint64_t horizon = last_ack->applied_ts_ns - overlap;
+  DRFS_ASSIGN_OR_RETURN(uint64_t lsn, LsnAtTime(horizon, cursor_lsn + 1));
+  if (lsn > cursor_lsn) AdvanceCursor(lsn, true);
+  last_cursor_ns = MonotonicNs();
+  return Status::Ok();
+}
+
+// The LSN of the newest record at or before `t_ns`, scanning from `from` (0 if none).
+Result<uint64_t> Syncer::Impl::LsnAtTime(uint64_t t_ns, uint64_t from) {
+  changelog::ReaderOptions ro;
+  ro.from_lsn = from;
+  auto r = changelog::Reader::Open(opts.changelog_dir, ro);
+  if (!r.ok()) {
+    if (r.status().code() == Code::kOutOfRange) {
+      ro.from_lsn = 0;
+      r = changelog::Reader::Open(opts.changelog_dir, ro);
+    }
+    if (!r.ok()) return r.status();
+  }
+  uint64_t found = from > 0 ? from - 1 : 0;
+  for (;;) {
+    auto e = (*r)->Next(0ms);
+    if (!e.ok()) return e.status();
+    if (!e->has_value()) break;
+    if ((*e)->record.timestamp_ns > t_ns) break;
+    found = (*e)->record.lsn;
+  }
+  return found;
+}
+
+Status Syncer::Impl::BecomeActive() {
+  DRFS_RETURN_IF_ERROR(EnsureKafka());
+  DRFS_RETURN_IF_ERROR(EnsureDataClient());
+  // Both topics must exist before anything is produced or consumed.
+  const uint64_t epoch_ms = NowNs() / 1000000ull;
+  // Wait briefly for the newest Ack: the applier acks every second even when idle.
+  const uint64_t deadline = MonotonicNs() + opts.ack_wait.count() * 1000000ull;
+  while (!last_ack && MonotonicNs() < deadline && !stop.load()) PollAcks(100ms);
+  token = std::max(max_seen_token + 1, epoch_ms);
+  active = true;
+  inflight.clear();
+  resend = false;
+  changelog::CursorStore cs(opts.changelog_dir);
+  auto cur = cs.Get(CursorName(opts.session));
+  cursor_lsn = cur.ok() ? cur->lsn : 0;
+  uint64_t from = 0;
+  std::string how;
+  replay_next = false;
+  resume_next = true;
+  if (last_ack && last_ack->source_brick == opts.brick_id) {
+    from = last_ack->applied_lsn + 1;
+    resume_brick = last_ack->source_brick;
+    resume_lsn = last_ack->applied_lsn;
+    how = "after the applier's position " + std::to_string(last_ack->applied_lsn);
+  } else if (last_ack && !last_ack->source_brick.empty()) {
+    const uint64_t overlap = static_cast<uint64_t>(opts.replay_overlap.count()) * 1000000ull;
+    const uint64_t t = last_ack->applied_ts_ns > overlap ? last_ack->applied_ts_ns - overlap : 0;
+    DRFS_ASSIGN_OR_RETURN(uint64_t lsn, LsnAtTime(t, 0));
+    from = lsn + 1;
+    replay_next = true;
+    resume_brick = last_ack->source_brick;
+    resume_lsn = last_ack->applied_lsn;
+    how = "taking over from brick " + last_ack->source_brick + " at its time " +
+          FormatTimeMillis(last_ack->applied_ts_ns) + " minus the replay overlap (LSN " +
+          std::to_string(from) + ")";
+  } else if (cursor_lsn > 0) {
+    from = cursor_lsn + 1;
+    resume_brick = opts.brick_id;
+    resume_lsn = cursor_lsn;
+    how = "after this journal's cursor " + std::to_string(cursor_lsn) + " (no acknowledgement found)";
+  } else {
+    from = 1;
+    resume_brick = opts.brick_id;
+    resume_lsn = 0;
+    how = "from the start of the journal (initial sync)";
+    std::lock_guard<std::mutex> l(mu);
+    info.crawl = "Initial sync";
+  }
+  acked_lsn = from - 1;
+  acked_ts = last_ack ? last_ack->applied_ts_ns : 0;
+  DRFS_RETURN_IF_ERROR(OpenReader(from));
+  last_progress_ns = MonotonicNs();
+  DRFS_LOG(Info) << "georep " << opts.session << " syncer " << opts.brick_name
+                 << ": Active with token " << token << ", " << how;
+  {
+    std::lock_guard<std::mutex> l(mu);
+    info.token = token;
+    info.epoch = opts.epoch;
+    info.acked_lsn = acked_lsn;
+  }
+  SetState("Active", "");
+  return Status::Ok();
+}
+
+Status Syncer::Impl::OpenReader(uint64_t from) {
+  reader.reset();
+  peeked.reset();
+  pending_write.reset();
+  changelog::ReaderOptions ro;
+  ro.from_lsn = from;
+  auto r = changelog::Reader::Open(opts.changelog_dir, ro);
+  if (!r.ok()) {
+    if (r.status().code() == Code::kOutOfRange) {
+      return FailedPrecondition(
+          "brick " + opts.brick_name + ": journal record " + std::to_string(from) +
+          " is no longer kept (" + r.status().message() +
+          "); the secondary cannot be brought up to date from the journal. Delete and recreate "
+          "the session to sync the volume again");
+    }
+    return r.status();
+  }
+  reader = std::move(*r);
+  return Status::Ok();
+}
+
+Result<std::optional<changelog::Entry>> Syncer::Impl::NextEntry(std::chrono::milliseconds timeout) {
+  if (peeked) {
+    std::optional<changelog::Entry> e = std::move(peeked);
+    peeked.reset();
+    return e;
+  }
+  auto e = reader->Next(timeout);
+  if (!e.ok()) return e.status();
+  if (e->has_value()) {
+    std::lock_guard<std::mutex> l(mu);
+    info.visible_lsn = std::max(info.visible_lsn, (**e).record.lsn);
+  }
+  return e;
+}
+
+Status Syncer::Impl::Resend(const std::string& why) {
+  DRFS_LOG(Info) << "georep " << opts.session << " syncer " << opts.brick_name
+                 << ": resending from LSN " << acked_lsn + 1 << ": " << why;
+  resend = false;
+  inflight.clear();
+  resume_next = true;
+  resume_brick = opts.brick_id;
+  resume_lsn = acked_lsn;
+  if (replay_next && last_ack) resume_brick = last_ack->source_brick;
+  last_progress_ns = MonotonicNs();
+  {
+    std::lock_guard<std::mutex> l(mu);
+    ++info.resends;
+    deliveries.clear();
+  }
+  return OpenReader(acked_lsn + 1);
+}
+
+void Syncer::Impl::Throttle(size_t bytes) {
+  if (opts.bandwidth_bytes_per_s == 0) return;
+  const double rate = static_cast<double>(opts.bandwidth_bytes_per_s);
+  for (;;) {
+    const uint64_t now = MonotonicNs();
+    if (bucket_ns == 0) bucket_ns = now;
+    bucket = std::min(rate, bucket + rate * static_cast<double>(now - bucket_ns) / 1e9);
+    bucket_ns = now;
+    if (bucket >= static_cast<double>(bytes) || bucket >= rate || stop.load()) {
+      bucket -= static_cast<double>(bytes);
+      return;
+    }
+    std::this_thread::sleep_for(10ms);
+  }
+}
+
+Status Syncer::Impl::ActiveStep() {
+  // Failed deliveries: the broker gave up on a message, so resend from the acknowledged point.
+  {
+    std::unique_lock<std::mutex> l(mu);
+    if (!deliveries.empty()) {
+      std::string why = "delivery failed: " + deliveries.front().first.ToString();
+      deliveries.clear();
+      l.unlock();
+      resend = true;
+      DRFS_LOG(Warn) << "georep " << opts.session << " " << opts.brick_name << ": " << why;
+    }
+  }
+  PollAcks(0ms);
+  if (!active) return Status::Ok();  // an Ack showed a newer syncer
+  size_t alive = 0;
+  for (const auto& c : lock_clients) alive += c->lost() ? 0 : 1;
+  if (alive * 2 <= opts.replica_bricks.size()) {
+    StepDown("lost the lock on a majority of the replica set's bricks");
+    SetState("Passive", "lost the lock on a majority of bricks");
+    return Status::Ok();
+  }
+  UpdateCheckpoint();
+  const uint64_t now = MonotonicNs();
+  if (!resend && !inflight.empty() &&
+      now - last_progress_ns > static_cast<uint64_t>(opts.resend_timeout.count()) * 1000000ull) {
+    resend = true;
+  }
+  if (resend) DRFS_RETURN_IF_ERROR(Resend(inflight.empty() ? "the applier reported a gap"
+                                                            : "no acknowledgement progress"));
+  if (paused.load()) {
+    SetState("Paused", "");
+    PollAcks(100ms);
+    return Status::Ok();
+  }
+  {
+    std::lock_guard<std::mutex> l(mu);
+    if (info.state != "Active") {
+      info.state = "Active";
+      info.reason.clear();
+    }
+  }
+  size_t outstanding = 0;
+  for (const auto& f : inflight) outstanding += f.bytes;
+  if (outstanding >= opts.window_bytes) {
+    PollAcks(50ms);
+    Publish();
+    return Status::Ok();
+  }
+  Status s = SendBatch();
+  Publish();
+  return s;
+}
+
+Status Syncer::Impl::SendBatch() {
+  georep::Batch b;
+  b.header.volume_uuid = opts.volume_uuid;
+  b.header.session = opts.session;
+  b.header.replica_set = opts.replica_set;
+  b.header.epoch = opts.epoch;
+  b.header.token = token;
+  b.header.source_brick = opts.brick_id;
+  size_t budget = georep::kMaxMessageData;
+  size_t approx = 0;
+  InFlight f;
+  std::set<Gfid> touched;
+  // Reads to make: item index -> (offset, length) or xattr.
+  struct Read {
+    size_t item;
+    bool xattr;
+    uint64_t offset, length;
+  };
+  std::vector<Read> reads;
+  const uint64_t start = MonotonicNs();
+  const uint64_t linger_ns = static_cast<uint64_t>(opts.linger.count()) * 1000000ull;
+
+  auto add_write_fragment = [&](PendingWrite& pw) {
+    const uint64_t left = pw.end - pw.op.offset - pw.consumed;
+    const uint64_t n = std::min<uint64_t>(left, budget);
+    georep::Item it;
+    it.op = pw.op;
+    it.data_offset = pw.consumed;
+    it.last_fragment = (n == left);
+    reads.push_back({b.items.size(), false, pw.op.offset + pw.consumed, n});
+    const bool last = it.last_fragment;
+    b.items.push_back(std::move(it));
+    pw.consumed += n;
+    budget -= n;
+    approx += n + 64;
+    touched.insert(pw.op.gfid);
+    return last;
+  };
+
+  if (pending_write) {
+    if (add_write_fragment(*pending_write)) pending_write.reset();
+  }
+  while (!pending_write && b.items.size() < opts.max_batch_records && approx < opts.batch_bytes &&
+         budget > 0 && !stop.load()) {
+    const uint64_t elapsed = MonotonicNs() - start;
+    std::chrono::milliseconds wait{0};
+    if (b.items.empty()) {
+      wait = 50ms;
+    } else if (elapsed < linger_ns) {
+      wait = std::chrono::milliseconds((linger_ns - elapsed) / 1000000ull + 1);
+    }
+    auto e = NextEntry(wait);
+    if (!e.ok()) return e.status().WithContext("reading the journal of brick " + opts.brick_name);
+    if (!e->has_value()) {
+      if (b.items.empty()) return Status::Ok();  // idle
+      if (MonotonicNs() - start >= linger_ns) break;
+      continue;
+    }
+    changelog::Record& r = (*e)->record;
+    if (r.op == OpType::kWrite) {
+      // Coalesce with the previous item when it is a whole WRITE of the same file whose range
+      // overlaps or touches this one: one read of the union ships both.
+      if (!b.items.empty()) {
+        georep::Item& prev = b.items.back();
+        if (prev.op.op == OpType::kWrite && prev.op.gfid == r.gfid && prev.data_offset == 0 &&
+            prev.last_fragment && !reads.empty() && reads.back().item == b.items.size() - 1) {
+          const uint64_t a0 = prev.op.offset, a1 = prev.op.offset + prev.op.length;
+          const uint64_t b0 = r.offset, b1 = r.offset + r.length;
+          const uint64_t u0 = std::min(a0, b0), u1 = std::max(a1, b1);
+          if (b0 <= a1 && a0 <= b1 && (u1 - u0) - prev.op.length <= budget) {
+            budget -= (u1 - u0) - prev.op.length;
+            approx += (u1 - u0) - prev.op.length;
+            prev.op.lsn = r.lsn;
+            prev.op.timestamp_ns = r.timestamp_ns;
+            prev.op.offset = u0;
+            prev.op.length = u1 - u0;
+            reads.back().offset = u0;
+            reads.back().length = u1 - u0;
+            ++f.data;
+            continue;
+          }
+        }
+      }
+      // Clamp the range to the file's current size; the bytes past it no longer exist.
+      auto st = data->Getattr(r.gfid);
+      if (!st.ok() && !IsGone(st.status())) {
+        peeked = std::move(*e);
+        return st.status().WithContext("brick " + opts.brick_name);
+      }
+      PendingWrite pw;
+      pw.op = r;
+      const uint64_t size = st.ok() ? st->size : 0;
+      pw.end = std::min(r.offset + r.length, std::max(size, r.offset));
+      if (!st.ok() || pw.end == r.offset) {
+        georep::Item it;
+        it.op = r;
+        it.gone = !st.ok();
+        b.items.push_back(std::move(it));
+        approx += 64;
+      } else if (!add_write_fragment(pw)) {
+        pending_write = pw;
+      }
+      ++f.data;
+    } else {
+      georep::Item it;
+      it.op = r;
+      if (r.op == OpType::kSetxattr) reads.push_back({b.items.size(), true, 0, 0});
+      approx += 64 + r.name.size() + r.new_name.size() + r.symlink_target.size();
+      switch (ClassOf(r.op)) {
+        case OpClass::kEntry: ++f.entry; break;
+        case OpClass::kData: ++f.data; break;
+        case OpClass::kMeta: ++f.meta; break;
+      }
+      touched.insert(r.gfid);
+      if (!r.parent.is_null()) touched.insert(r.parent);
+      if (!r.new_parent.is_null()) touched.insert(r.new_parent);
+      b.items.push_back(std::move(it));
+    }
+    if (b.items.size() == 1 || f.first_ts == 0) f.first_ts = r.timestamp_ns;
+  }
+  if (b.items.empty()) return Status::Ok();
+
+  // Data and xattr values, read now, all in flight at once.
+  std::vector<std::future<Result<brick_proto::Reply>>> futs;
+  futs.reserve(reads.size());
+  for (const Read& rd : reads) {
+    brick_proto::Request q;
+    const changelog::Record& r = b.items[rd.item].op;
+    q.gfid = r.gfid;
+    if (rd.xattr) {
+      q.op = brick_proto::Op::kGetxattr;
+      q.xattr_name = r.xattr_name;
+    } else {
+      q.op = brick_proto::Op::kRead;
+      q.offset = rd.offset;
+      q.length = rd.length;
+    }
+    futs.push_back(data->Call(q));
+  }
+  uint64_t data_bytes = 0;
+  for (size_t i = 0; i < reads.size(); ++i) {
+    auto rep = futs[i].get();
+    georep::Item& it = b.items[reads[i].item];
+    if (!rep.ok()) return rep.status().WithContext("reading data from brick " + opts.brick_name);
+    if (rep->err != 0) {
+      if (rep->err == ENOENT || rep->err == ESTALE || rep->err == ENODATA) {
+        it.gone = true;
+        continue;
+      }
+      return ErrnoStatus(rep->err, "brick " + opts.brick_name + ": reading " + it.op.gfid.ToString() +
+                                       " for LSN " + std::to_string(it.op.lsn) + ": " + rep->message);
+    }
+    it.data = std::move(rep->data);
+    data_bytes += it.data.size();
+  }
+  // Attributes of every object the batch touched, as they are now.
+  std::vector<std::pair<Gfid, std::future<Result<brick_proto::Reply>>>> attr_futs;
+  for (const Gfid& g : touched) {
+    brick_proto::Request q;
+    q.op = brick_proto::Op::kGetattr;
+    q.gfid = g;
+    attr_futs.emplace_back(g, data->Call(q));
+  }
+  for (auto& [g, fut] : attr_futs) {
+    auto rep = fut.get();
+    if (!rep.ok() || rep->err != 0) continue;  // gone: a later record removes it
+    georep::AttrSnapshot a;
+    a.gfid = g;
+    a.mode = rep->attr.mode;
+    a.uid = rep->attr.uid;
+    a.gid = rep->attr.gid;
+    a.size = rep->attr.size;
+    a.atime_ns = rep->attr.atime_ns;
+    a.mtime_ns = rep->attr.mtime_ns;
+    b.attrs.push_back(a);
+  }
+
+  f.first = b.items.front().op.lsn;
+  f.last = b.items.back().op.lsn;
+  f.last_complete = b.items.back().last_fragment;
+  b.header.first_lsn = f.first;
+  b.header.last_lsn = f.last;
+  if (resume_next) {
+    b.header.flags |= georep::kBatchResume;
+    if (replay_next) b.header.flags |= georep::kBatchReplay;
+    b.header.resume_brick = resume_brick;
+    b.header.resume_lsn = resume_lsn;
+  }
+  b.header.sent_ns = NowNs();
+  std::string value = georep::EncodeBatch(b, opts.zstd_level);
+  const size_t uncompressed = georep::UncompressedSize(value);
+  f.bytes = value.size();
+  Throttle(value.size());
+  InFlight copy = f;
+  auto done = [this, copy](const Status& st, int64_t) {
+    if (st.ok() || st.code() == Code::kCancelled) return;
+    std::lock_guard<std::mutex> l(mu);
+    deliveries.emplace_back(st, copy);
+  };
+  for (;;) {
+    Status s = producer->Produce(georep::BatchTopic(opts.session),
+                                 static_cast<int32_t>(opts.replica_set),
+                                 georep::PartitionKey(opts.replica_set), value, done);
+    if (s.ok()) break;
+    if (s.code() != Code::kResourceExhausted || stop.load()) return s;
+    std::this_thread::sleep_for(10ms);
+  }
+  resume_next = false;
+  inflight.push_back(f);
+  {
+    std::lock_guard<std::mutex> l(mu);
+    info.sent_lsn = f.last;
+    ++info.messages;
+    info.bytes_sent += value.size();
+    info.bytes_uncompressed += uncompressed;
+    info.data_bytes += data_bytes;
+    const uint64_t now = MonotonicNs();
+    rate_samples.emplace_back(now, value.size());
+  }
+  return Status::Ok();
+}
+
+void Syncer::Impl::UpdateCheckpoint() {
+  uint64_t cp_ns, done_ns;
+  {
+    std::lock_guard<std::mutex> l(mu);
+    cp_ns = checkpoint_ns;
+    done_ns = checkpoint_done_ns;
+  }
+  if (cp_ns == 0 || done_ns != 0) return;
+  if (checkpoint_for != cp_ns) {
+    // Every record acknowledged to a client before cp_ns was published before it: find the
+    // newest record stamped at or before cp_ns (stamps are taken before the record is durable).
+    auto lsn = LsnAtTime(cp_ns, acked_lsn > 0 ? acked_lsn : 1);
+    if (!lsn.ok()) return;
+    checkpoint_lsn = *lsn;
+    checkpoint_for = cp_ns;
+  }
+  // Records stamped before cp_ns may still be on their way to being published (the writer
+  // stamps, then syncs): wait until the journal has been read past cp_ns or is idle since.
+  if (acked_lsn >= checkpoint_lsn && NowNs() > cp_ns + 200000000ull) {
+    // Re-scan once: a record stamped before cp_ns but published after the first scan.
+    auto lsn = LsnAtTime(cp_ns, checkpoint_lsn + 1);
+    if (lsn.ok() && *lsn > checkpoint_lsn) {
+      checkpoint_lsn = *lsn;
+      return;
+    }
+    std::lock_guard<std::mutex> l(mu);
+    if (checkpoint_ns == cp_ns) checkpoint_done_ns = NowNs();
+  }
+}
+
+void Syncer::Impl::Publish() {
+  if (!journal_state) {
+    auto js = changelog::SharedState::OpenForReader(opts.changelog_dir);
+    if (js.ok()) journal_state = std::move(*js);
+  }
+  const uint64_t visible = journal_state ? journal_state->visible() : 0;
+  std::lock_guard<std::mutex> l(mu);
+  info.visible_lsn = std::max(info.visible_lsn, visible);
+  info.acked_lsn = active ? acked_lsn : 0;
+  info.acked_ts_ns = active ? acked_ts : (last_ack ? last_ack->applied_ts_ns : 0);
+  info.token = token;
+  info.epoch = opts.epoch;
+  info.oldest_unacked_ts_ns = inflight.empty() ? 0 : inflight.front().first_ts;
+  info.pending_entry = info.pending_data = info.pending_meta = 0;
+  for (const auto& f : inflight) {
+    info.pending_entry += f.entry;
+    info.pending_data += f.data;
+    info.pending_meta += f.meta;
+  }
+  if (info.crawl == "Initial sync" && acked_lsn >= info.visible_lsn && inflight.empty() &&
+      reader && !peeked) {
+    info.crawl = "Changelog";
+  }
+  const uint64_t now = MonotonicNs();
+  while (!rate_samples.empty() && now - rate_samples.front().first > 5000000000ull) {
+    rate_samples.pop_front();
+  }
+  uint64_t sum = 0;
+  for (const auto& s : rate_samples) sum += s.second;
+  info.bytes_per_s = static_cast<double>(sum) / 5.0;
+  info.checkpoint_ns = checkpoint_ns;
+  info.checkpoint_lsn = checkpoint_lsn;
+  info.checkpoint_done_ns = checkpoint_done_ns;
+}
+
+Syncer::Syncer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Syncer::~Syncer() { Stop(); }
+
+void Syncer::Stop() {
+  impl_->stop.store(true);
+  if (impl_->thread.joinable()) impl_->thread.join();
+}
+
+SyncerInfo Syncer::Info() const {
+  std::lock_guard<std::mutex> l(impl_->mu);
+  return impl_->info;
+}
+
+void Syncer::SetCheckpoint(uint64_t t_ns, uint64_t done_ns) {
+  std::lock_guard<std::mutex> l(impl_->mu);
+  if (impl_->checkpoint_ns == t_ns && done_ns == 0) return;
+  impl_->checkpoint_ns = t_ns;
+  impl_->checkpoint_done_ns = done_ns;
+  impl_->info.checkpoint_ns = t_ns;
+  impl_->info.checkpoint_done_ns = done_ns;
+}
+
+void Syncer::SetPaused(bool paused) { impl_->paused.store(paused); }
+
+Result<std::unique_ptr<Syncer>> Syncer::Start(const SyncerOptions& options) {
+  if (options.session.empty() || options.changelog_dir.empty() || options.brick_id.empty()) {
+    return InvalidArgument("syncer: session, brick id and changelog directory are required");
+  }
+  if (options.replica_bricks.empty()) {
+    return InvalidArgument("syncer " + options.session + ": no bricks in the replica set");
+  }
+  auto impl = std::make_unique<Impl>(options);
+  impl->lock_name = ".drfs-georep-" + options.session + "-rs" + std::to_string(options.replica_set);
+  impl->owner = impl->rng() | 1;
+  impl->info.epoch = options.epoch;
+  Impl* p = impl.get();
+  impl->thread = std::thread([p] { p->Run(); });
+  return std::unique_ptr<Syncer>(new Syncer(std::move(impl)));
+}
+
+}  // namespace drfs::syncer

@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# End-to-end geo-replication: two sites on one machine, each its own drfsd (127.0.0.1 is the
+# primary, 127.0.0.2 the secondary), each with a replica-3 volume, through the embedded Kafka
+# broker. The primary volume is mounted with FUSE and written to; the secondary must end up
+# identical (drfs georep verify), checked after a completed checkpoint each time:
+#   - a journal that already holds data when the session starts (initial sync by replay);
+#   - a seeded random workload (creates, writes, appends, truncates, renames of files and
+#     directories, hardlinks, symlinks, unlinks, rmdir of trees, chmod, chown, utimes, xattrs),
+#     for several seeds;
+#   - kill -9 of the primary's drfsd mid-stream (syncers and the embedded broker die with it:
+#     the broker comes back empty on a new port, and the syncers resend);
+#   - kill -9 of the secondary's drfsd (the applier) mid-stream;
+#   - a storm of renames;
+#   - a large file with small random writes afterwards sends only the written ranges.
+set -euo pipefail
+DRFS=${1:?usage: georep_test.sh PATH_TO_DRFS}
+HERE=$(cd "$(dirname "$0")" && pwd)
+[ "$(id -u)" = 0 ] || { echo "SKIP: needs root for FUSE"; exit 77; }
+[ -e /dev/fuse ] || { echo "SKIP: no /dev/fuse"; exit 77; }
+T=$(mktemp -d /tmp/drfs-e2e-georep-XXXXXX)
+PORT=$((20000 + $$ % 9000))
+BP=$((43000 + ($$ % 400) * 40))
+PM=$T/pm
+mkdir -p "$PM"
+cleanup() {
+  fusermount3 -u -z "$PM" 2>/dev/null || true
+  pkill -9 -f -- "drfs mount .*$T/" 2>/dev/null || true
+  for n in p s; do
+    [ -f "$T/$n/drfsd.pid" ] && kill -9 "$(cat "$T/$n/drfsd.pid")" 2>/dev/null || true
+  done
+  pkill -9 -f -- "--dir $T/" 2>/dev/null || true
+  rm -f /run/drfs/mnt-*"$(basename "$T")"-*.pid
+  rm -rf "$T"
+}
+trap cleanup EXIT
+fail() {
+  echo "FAIL: $*" >&2
+  for n in p s; do
+    [ -f "$T/$n/logs/drfsd.log" ] && { echo "--- $n drfsd.log" >&2; tail -40 "$T/$n/logs/drfsd.log" >&2; }
+  done
+  "$DRFS" georep status --daemon "127.0.0.1:$PORT" >&2 2>&1 || true
+  exit 1
+}
+ip_of() { [ "$1" = p ] && echo 127.0.0.1 || echo 127.0.0.2; }
+start_daemon() {
+  local bp=$BP
+  [ "$1" = s ] && bp=$((BP + 20))
+  "$DRFS" daemon --state-dir "$T/$1" --listen "$(ip_of "$1"):$PORT" --brick-port-min $bp \
+    --brick-port-max $((bp + 19)) --restart-backoff-ms 100 --restart-limit 50 >/dev/null ||
+    fail "daemon $1 did not start"
+}
+d() {
+  local n=$1
+  shift
+  "$DRFS" "$@" --daemon "$(ip_of "$n"):$PORT"
+}
+json() {
+  local n=$1 expr=$2
+  shift 2
+  d "$n" "$@" --json | python3 -c "import json,sys; j=json.load(sys.stdin); print($expr)"
+}
+wait_for() {
+  local secs=$1 what=$2
+  shift 2
+  for _ in $(seq 1 $((secs * 10))); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 0.1
+  done
+  fail "timed out waiting for: $what"
+}
+# A checkpoint now, waited for, then verify must say identical.
+synced() {
+  local what=$1
+  d p georep checkpoint gs set now >/dev/null || fail "checkpoint set ($what)"
+  d p georep checkpoint gs wait --timeout 180 || fail "checkpoint did not complete ($what)"
+  if ! d p georep verify gs > "$T/verify.out" 2>&1; then
+    head -40 "$T/verify.out" >&2
+    fail "verify found differences ($what)"
+  fi
+  echo "ok: $what: $(tail -1 "$T/verify.out")"
+}
+
+start_daemon p
+start_daemon s
+d p volume create pvol replica 3 "127.0.0.1:$T/pb1" "127.0.0.1:$T/pb2" "127.0.0.1:$T/pb3" force >/dev/null
+d p volume start pvol >/dev/null
+d s volume create svol replica 3 "127.0.0.2:$T/sb1" "127.0.0.2:$T/sb2" "127.0.0.2:$T/sb3" force >/dev/null
+d s volume start svol >/dev/null
+"$DRFS" mount "127.0.0.1:$PORT:/pvol" "$PM" -o "log-file=$T/mnt.log" || fail "mount"
+
+# Data written before the session exists arrives too (the journal is replayed from its start).
+mkdir -p "$PM/pre/a/b"
+for i in $(seq 1 50); do echo "pre $i" > "$PM/pre/a/f$i"; done
+ln -s a/f1 "$PM/pre/link"
+setfattr -n user.color -v blue "$PM/pre/a/f2"
+
+# Bad input is refused with a reason, before anything is made.
+if d p georep create pvol "127.0.0.2:$PORT::nosuchvol" 2>"$T/err"; then fail "create with a missing secondary volume succeeded"; fi
+grep -q "nosuchvol" "$T/err" || fail "create error does not name the volume: $(cat "$T/err")"
+if d p georep create pvol "bad-secondary" 2>/dev/null; then fail "create accepted a malformed secondary"; fi
+if d p georep config gs nosuch 1 2>/dev/null; then fail "config accepted an unknown session"; fi
+
+d p georep create pvol "127.0.0.2:$PORT::svol" --name gs >/dev/null || fail "georep create"
+if d p georep config gs linger-ms banana 2>"$T/err"; then fail "config accepted a bad value"; fi
+grep -q "linger-ms" "$T/err" || fail "config error does not name the option"
+d p georep config gs linger-ms 10 >/dev/null || fail "config linger-ms"
+d p georep start gs >/dev/null || fail "georep start"
+wait_for 30 "an Active syncer" bash -c "'$DRFS' georep status gs --daemon 127.0.0.1:$PORT | grep -q Active"
+synced "initial sync of a pre-populated volume"
+
+for seed in 1 2 3; do
+  python3 "$HERE/lib/georep_workload.py" "$PM" "$seed" 400 || fail "workload $seed"
+  synced "random workload, seed $seed"
+done
+
+# kill -9 of the primary's drfsd mid-stream: its syncers and the embedded broker die.
+python3 "$HERE/lib/georep_workload.py" "$PM" 4 600 > "$T/w4.out" 2>&1 &
+W=$!
+sleep 1
+kill -9 "$(cat "$T/p/drfsd.pid")"
+sleep 1
+start_daemon p
+wait "$W" || fail "workload 4 (primary drfsd killed) failed: $(cat "$T/w4.out")"
+synced "primary drfsd killed -9 mid-stream"
+
+# kill -9 of the secondary's drfsd (the applier) mid-stream.
+python3 "$HERE/lib/georep_workload.py" "$PM" 5 600 > "$T/w5.out" 2>&1 &
+W=$!
+sleep 1
+kill -9 "$(cat "$T/s/drfsd.pid")"
+sleep 2
+start_daemon s
+wait "$W" || fail "workload 5 (secondary drfsd killed) failed: $(cat "$T/w5.out")"
+synced "secondary drfsd killed -9 mid-stream"
+
+# A rename storm: files and directories renamed over and over, over each other.
+python3 - "$PM" <<'EOF'
+import os, random, sys
+root = os.path.join(sys.argv[1], "storm")
+os.makedirs(root, exist_ok=True)
+rng = random.Random(7)
+for i in range(4):
+    os.makedirs(os.path.join(root, "d%d" % i), exist_ok=True)
+for i in range(60):
+    with open(os.path.join(root, "d%d" % (i % 4), "f%d" % i), "w") as f:
+        f.write("file %d\n" % i)
+n = 0
+while n < 2000:
+    d1, d2 = rng.randrange(4), rng.randrange(4)
+    try:
+        names = os.listdir(os.path.join(root, "d%d" % d1))
+        if not names:
+            continue
+        src = os.path.join(root, "d%d" % d1, rng.choice(names))
+        os.rename(src, os.path.join(root, "d%d" % d2, "f%d" % rng.randrange(60)))
+        n += 1
+    except FileNotFoundError:
+        pass
+print("rename storm: %d renames" % n)
+EOF
+synced "rename storm"
+
+# A large file, then small random writes: only the written ranges are sent.
+dd if=/dev/urandom of="$PM/big" bs=1M count=64 status=none
+synced "64 MiB file"
+before=$(json p "sum(r.get('data_bytes', 0) for r in j['sessions'][0]['rows'])" georep status gs)
+python3 - "$PM/big" <<'EOF'
+import os, random, sys
+rng = random.Random(3)
+with open(sys.argv[1], "r+b") as f:
+    for _ in range(100):
+        f.seek(rng.randrange(64 << 20))
+        f.write(rng.randbytes(4096))
+EOF
+synced "100 small writes to the large file"
+after=$(json p "sum(r.get('data_bytes', 0) for r in j['sessions'][0]['rows'])" georep status gs)
+sent=$((after - before))
+echo "ok: 100 x 4 KiB writes to a 64 MiB file sent $sent bytes of file data"
+[ "$sent" -lt $((8 << 20)) ] || fail "small writes to a large file sent $sent bytes (whole file re-sent?)"
+
+d p georep status gs detail
+d p georep status gs --json | python3 -c "
+import json, sys
+j = json.load(sys.stdin)['sessions'][0]
+assert j['checkpoint_completed'], j
+assert any(r['status'] == 'Active' for r in j['rows']), j['rows']
+assert j['applier']['state'] == 'Active', j['applier']
+" || fail "status --json does not show a completed checkpoint with an Active syncer and applier"
+# Stop and delete: the journal cursors go with the session.
+d p georep stop gs >/dev/null || fail "georep stop"
+d p georep delete gs >/dev/null || fail "georep delete"
+echo "PASS"
