@@ -47,13 +47,15 @@ constexpr char kGeorepUsage[] =
     "  verify SESSION | verify PVOL SHOST[:PORT]::SVOL\n"
     "      Compare both volumes (names, types, gfids, sizes, content, modes, owners, mtimes,\n"
     "      symlink targets, xattrs) and print every difference. Exit 0 when identical.\n"
+    "      mtimes may differ by --mtime-tolerance-ms (default 1000): the primary's own replicas\n"
+    "      stamp writes and entry ops each with its own clock reading.\n"
     "\n"
     "Common options: --daemon HOST:PORT (the primary's drfsd; default $DRFS_DAEMON or\n"
     "127.0.0.1:24100), --tls-cert F --tls-key F --tls-ca F, --json, --timeout S.\n";
 
 const OptionSpec kGeorepSpec{{"json"},
                              {"daemon", "tls-cert", "tls-key", "tls-ca", "timeout", "name",
-                              "kafka", "kafka-prop", "option"}};
+                              "kafka", "kafka-prop", "option", "mtime-tolerance-ms"}};
 
 // "HOST[:PORT]::VOL"
 Status ParseSecondary(const std::string& s, std::string* host, uint16_t* port, std::string* vol) {
@@ -187,10 +189,7 @@ Result<int64_t> ParseTime(const std::string& s) {
 
 // ------------------------------------------------------------------ verify
 
-struct Walker {
-  volume::VolumeClient* vc;
-  std::string site;
-};
+int64_t g_mtime_tolerance_ns = 1000000000;
 
 struct Obj {
   brick_proto::Iatt attr;
@@ -302,7 +301,11 @@ uint64_t CompareDir(volume::VolumeClient& pc, volume::VolumeClient& sc, const Gf
     } else if (po->crc != so->crc) {
       report(p, "content differs");
     }
-    if (pa->mtime_ns != sa->mtime_ns) {
+    // The primary's own replicas do not agree on an mtime to the nanosecond: each brick stamps
+    // "now" when it applies a write or an entry op (explicit utimes are exact everywhere). So an
+    // mtime counts as different only beyond the tolerance (--mtime-tolerance-ms, default 1000).
+    const int64_t dt = pa->mtime_ns > sa->mtime_ns ? pa->mtime_ns - sa->mtime_ns : sa->mtime_ns - pa->mtime_ns;
+    if (dt > g_mtime_tolerance_ns) {
       report(p, "mtime differs (" + FormatTimeNs(static_cast<uint64_t>(pa->mtime_ns)) + " vs " +
                     FormatTimeNs(static_cast<uint64_t>(sa->mtime_ns)) + ")");
     }
@@ -343,6 +346,11 @@ int Verify(const Args& a) {
   } else {
     return UsageError("verify takes SESSION, or PVOL SHOST[:PORT]::SVOL", kGeorepUsage);
   }
+  uint64_t tol_ms = 1000;
+  if (Status s = GetUintOption(a, "mtime-tolerance-ms", &tol_ms); !s.ok() || tol_ms > 86400000) {
+    return UsageError("--mtime-tolerance-ms must be 0-86400000", kGeorepUsage);
+  }
+  g_mtime_tolerance_ns = static_cast<int64_t>(tol_ms) * 1000000;
   SetLogLevel(LogLevel::kError);
   const TlsConfig tls = TlsFromArgs(a);
   const auto timeout = std::chrono::seconds(target->timeout_s);

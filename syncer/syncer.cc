@@ -345,8 +345,13 @@ void Syncer::Impl::OnAck(const georep::Ack& a) {
     }
     AdvanceCursor(acked_lsn, false);
   }
-  if (a.gap && MonotonicNs() - last_gap_resend_ns > 1000000000ull) {
-    last_gap_resend_ns = MonotonicNs();
+  // A gap: the applier read a batch beyond its position and dropped it. After a resend it
+  // still reads the older messages in the partition before it reaches the resent ones, and
+  // each of those is a gap too; resending again for them would start over forever. So a gap
+  // only triggers a resend once nothing has moved for a while since the last resend or ack.
+  const uint64_t now = MonotonicNs();
+  if (a.gap && now - last_progress_ns > 3000000000ull && now - last_gap_resend_ns > 3000000000ull) {
+    last_gap_resend_ns = now;
     resend = true;
   }
 }
@@ -631,7 +636,9 @@ Status Syncer::Impl::SendBatch() {
     return last;
   };
 
+  uint64_t first_lsn = 0;
   if (pending_write) {
+    first_lsn = pending_write->op.lsn;
     if (add_write_fragment(*pending_write)) pending_write.reset();
   }
   while (!pending_write && b.items.size() < opts.max_batch_records && approx < opts.batch_bytes &&
@@ -651,6 +658,7 @@ Status Syncer::Impl::SendBatch() {
       continue;
     }
     changelog::Record& r = (*e)->record;
+    if (first_lsn == 0) first_lsn = r.lsn;
     if (r.op == OpType::kWrite) {
       // Coalesce with the previous item when it is a whole WRITE of the same file whose range
       // overlaps or touches this one: one read of the union ships both.
@@ -769,7 +777,9 @@ Status Syncer::Impl::SendBatch() {
     b.attrs.push_back(a);
   }
 
-  f.first = b.items.front().op.lsn;
+  // The batch covers every record it consumed: a WRITE coalesced into a later one carries the
+  // later LSN, so the first item's LSN may be above the first record's.
+  f.first = first_lsn;
   f.last = b.items.back().op.lsn;
   f.last_complete = b.items.back().last_fragment;
   b.header.first_lsn = f.first;
