@@ -33,7 +33,7 @@
 namespace drfs::georep {
 
 inline constexpr uint8_t kFormatVersion = 1;
-// File data bytes per message, at most.
+// File data bytes per message, at most (Item::data of all items: WRITE bytes and xattr values).
 inline constexpr size_t kMaxMessageData = 1u << 20;
 // A whole encoded message, at most (data, records and headers; before compression).
 inline constexpr size_t kMaxMessageBytes = 4u << 20;
@@ -101,12 +101,30 @@ struct Batch {
   friend bool operator==(const Batch&, const Batch&) = default;
 };
 
+// Checks a batch against what DecodeBatch accepts, so a syncer finds its own mistakes before
+// the applier does. InvalidArgument naming the item and the rule:
+//   - first_lsn <= last_lsn; no flag bits beyond kBatch*; ids at most 4096 bytes;
+//   - every item's record passes changelog::ValidateRecord;
+//   - only WRITE and SETXATTR items carry data, none when `gone`; only a WRITE may be a
+//     non-last fragment or have a data_offset, and its data stays inside the op's range
+//     (data_offset + data.size() <= op.length);
+//   - the data of all items together is at most kMaxMessageData; no attr snapshot has a null
+//     gfid; EncodedBatchSize(b) <= kMaxMessageBytes.
+Status ValidateBatch(const Batch& b);
+// The size of EncodeBatch(b, 0), header included: a syncer adds items to a batch while this
+// stays within kMaxMessageBytes. EncodedItemSize is what one item adds to it.
+size_t EncodedBatchSize(const Batch& b);
+size_t EncodedItemSize(const Item& item);
+
 // Encodes a batch as a message value: version, compression, CRC32C, then the body, compressed
-// with zstd at `zstd_level` (0: not compressed). Never fails for a batch that validates.
+// with zstd at `zstd_level` (0: not compressed; stored uncompressed too when zstd does not make
+// it smaller). Never fails for a batch that validates; one that does not is encoded anyway, and
+// DecodeBatch refuses it.
 std::string EncodeBatch(const Batch& b, int zstd_level);
-// Decodes a message value. DataLoss on a CRC mismatch or a body that does not parse;
-// InvalidArgument for an unknown version or compression. Never reads out of bounds and never
-// allocates more than kMaxMessageBytes for a body, whatever the input claims.
+// Decodes a message value. DataLoss on a CRC mismatch, a body that does not parse or a batch
+// that does not validate; InvalidArgument for an unknown version, kind, compression or flag, and
+// for an ack (a message on the wrong topic). Never reads out of bounds and never allocates more
+// than kMaxMessageBytes for a body, whatever the input claims. *out is left alone on error.
 Status DecodeBatch(std::string_view value, Batch* out);
 // The body size before compression (for the compression ratio in status); 0 if not parsable.
 size_t UncompressedSize(std::string_view value);
@@ -131,6 +149,7 @@ struct Ack {
   friend bool operator==(const Ack&, const Ack&) = default;
 };
 
+// Acks are never compressed. DecodeAck's errors are DecodeBatch's; a batch is InvalidArgument.
 std::string EncodeAck(const Ack& a);
 Status DecodeAck(std::string_view value, Ack* out);
 
