@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <functional>
 #include <cerrno>
 #include <cstring>
 #include <mutex>
@@ -71,6 +72,14 @@ CREATE TABLE IF NOT EXISTS attempts (
   source_brick TEXT NOT NULL,
   lsn INTEGER NOT NULL,
   PRIMARY KEY (session, replica_set)
+);
+-- Gfids whose object the applier destroyed (its last name removed). Gfids are never reused,
+-- so a CREATE of one of these in a replay is an op already applied and undone since.
+CREATE TABLE IF NOT EXISTS removed (
+  session TEXT NOT NULL,
+  gfid TEXT NOT NULL,
+  at_ns INTEGER NOT NULL,
+  PRIMARY KEY (session, gfid)
 );
 CREATE TABLE IF NOT EXISTS failures (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -296,7 +305,9 @@ Plan MakePlan(const std::optional<Position>& stored, const Batch& b, uint32_t rs
 // trouble; everything else ends as done, skipped or a failure row.
 class Run {
  public:
-  Run(VolumeClient& v, uint32_t rs) : v_(v), rs_(rs) {}
+  // `was_removed` says whether an earlier batch destroyed the object with that gfid.
+  Run(VolumeClient& v, uint32_t rs, std::function<bool(const Gfid&)> was_removed)
+      : v_(v), rs_(rs), was_removed_(std::move(was_removed)) {}
 
   Status Item(const georep::Item& it, bool lenient) {
     const Record& r = it.op;
@@ -375,6 +386,7 @@ class Run {
   }
 
   std::vector<Failure>& failures() { return failures_; }
+  const std::set<Gfid>& removed() const { return removed_; }
 
  private:
   Status Transport(const std::string& what, const Status& s) {
@@ -452,6 +464,9 @@ class Run {
     auto have = Stat(r.gfid);
     if (!Got(r, have, &out)) return out;
     if (*have) return Status::Ok();  // created before (this batch was applied already)
+    // Replaying, a CREATE of an object that was created and destroyed since must not bring it
+    // back: the record that destroyed it may not apply again (its source moved on).
+    if (lenient && (removed_.count(r.gfid) || was_removed_(r.gfid))) return Status::Ok();
     Result<Iatt> made = Status(Code::kInternal, "unreachable");
     switch (r.op) {
       case OpType::kCreate:
@@ -526,6 +541,7 @@ class Run {
     if (!Got(r, there, &out)) return out;
     if (!*there || (*there)->gfid != r.gfid) return Status::Ok();
     Status s = r.op == OpType::kUnlink ? v_.Unlink(r.parent, r.name) : v_.Rmdir(r.parent, r.name);
+    if (s.ok()) NoteRemoval(**there);
     if (s.ok() || IsGone(s)) return Status::Ok();
     if (IsTransport(s)) return Transport(r, s);
     if (s.sys_errno() == ENOTEMPTY) {
@@ -566,6 +582,7 @@ class Run {
         if (!r.replaced.is_null() && *dst && (*dst)->gfid == r.replaced) {
           Status s = S_ISDIR((*dst)->mode) ? v_.Rmdir(r.new_parent, r.new_name)
                                            : v_.Unlink(r.new_parent, r.new_name);
+          if (s.ok()) NoteRemoval(**dst);
           if (!s.ok() && IsTransport(s)) return Transport(r, s);
         }
         return Status::Ok();
@@ -590,7 +607,10 @@ class Run {
       return Status::Ok();
     }
     Status s = v_.Rename(r.parent, r.name, r.new_parent, r.new_name, r.rename_flags);
-    if (s.ok()) return Status::Ok();
+    if (s.ok()) {
+      if (*dst && !(r.rename_flags & changelog::kRenameExchange)) NoteRemoval(**dst);
+      return Status::Ok();
+    }
     if (IsTransport(s)) return Transport(r, s);
     if (lenient) {
       // Re-applied out of order, a directory can be non-empty or an ancestor of the
@@ -634,8 +654,15 @@ class Run {
     return Check(r, v_.Setattr(r.gfid, a).status());
   }
 
+  // The object `a` loses its last name when its entry goes.
+  void NoteRemoval(const Iatt& a) {
+    if (S_ISDIR(a.mode) || a.nlink <= 1) removed_.insert(a.gfid);
+  }
+
   VolumeClient& v_;
   uint32_t rs_;
+  std::function<bool(const Gfid&)> was_removed_;
+  std::set<Gfid> removed_;
   std::set<Gfid> written_;
   std::vector<Failure> failures_;
 };
@@ -674,9 +701,24 @@ struct BatchApplier::Impl {
         .status();
   }
 
-  // Stores `p` and `failures` in one transaction.
-  Status Save(const Position& p, const std::vector<Failure>& failures) {
+  bool WasRemoved(const Gfid& g) {
+    std::lock_guard<std::mutex> l(mu);
+    auto row = db->QueryRow("SELECT 1 FROM removed WHERE session = ? AND gfid = ?",
+                            {session, g.ToString()});
+    return row.ok();
+  }
+
+  // Stores `p`, `failures` and the gfids destroyed in one transaction.
+  Status Save(const Position& p, const std::vector<Failure>& failures,
+              const std::set<Gfid>& removed = {}) {
     DRFS_ASSIGN_OR_RETURN(auto txn, Transaction::Begin(db.get()));
+    const int64_t now = I(NowNs());
+    for (const Gfid& g : removed) {
+      DRFS_RETURN_IF_ERROR(
+          db->Exec("INSERT OR REPLACE INTO removed (session, gfid, at_ns) VALUES (?, ?, ?)",
+                   {session, g.ToString(), now})
+              .status());
+    }
     for (const Failure& f : failures) {
       DRFS_RETURN_IF_ERROR(
           db->Exec("INSERT INTO failures (session, replica_set, lsn, op, target, error, at_ns) "
@@ -704,6 +746,15 @@ Result<std::unique_ptr<BatchApplier>> BatchApplier::Open(const std::string& db_p
   impl->session = session;
   DRFS_ASSIGN_OR_RETURN(impl->db, Db::Open(db_path));
   Status s = impl->db->ExecScript(kSchema);
+  if (s.ok()) {
+    // Replay windows last minutes; a week of tombstones is plenty and keeps the table small.
+    constexpr uint64_t kKeepRemovedNs = 7ull * 24 * 3600 * 1'000'000'000;
+    const uint64_t now = NowNs();
+    s = impl->db
+            ->Exec("DELETE FROM removed WHERE session = ? AND at_ns < ?",
+                   {session, I(now > kKeepRemovedNs ? now - kKeepRemovedNs : 0)})
+            .status();
+  }
   if (!s.ok()) {
     return s.WithContext("georep session " + session + ": cannot set up the applier's database " +
                          db_path);
@@ -749,7 +800,7 @@ Result<Outcome> BatchApplier::Apply(VolumeClient& volume, const Batch& batch,
   }
   const bool attempted_before = attempt.source_brick == h.source_brick;
 
-  Run run(volume, rs);
+  Run run(volume, rs, [this](const Gfid& g) { return impl_->WasRemoved(g); });
   uint64_t applied = 0;
   for (size_t i = 0; i < batch.items.size(); ++i) {
     const Item& it = batch.items[i];
@@ -780,7 +831,7 @@ Result<Outcome> BatchApplier::Apply(VolumeClient& volume, const Batch& batch,
   next.kafka_offset = kafka_offset;
   next.applied_at_ns = NowNs();
   std::lock_guard<std::mutex> l(impl_->mu);
-  Status s = impl_->Save(next, run.failures());
+  Status s = impl_->Save(next, run.failures(), run.removed());
   if (!s.ok()) {
     return s.WithContext("georep session " + impl_->session + " replica set " +
                          std::to_string(rs) + ": the batch was applied but its position not stored "

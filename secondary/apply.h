@@ -37,7 +37,9 @@
 // kBatchReplay run, a batch applied without LSN checks (a resume from another brick, a crawl,
 // the very first batch) is treated the same way. A RENAME never replaces anything but the
 // entry the primary's rename replaced (`replaced`): out of order, what sits at the destination
-// may be an object the primary still has.
+// may be an object the primary still has. And a CREATE never brings back a gfid the applier
+// destroyed before (the database keeps those for a week; gfids are never reused): replaying,
+// the record that destroyed it may no longer apply.
 //
 // Failures. An op that cannot be applied for a reason that retrying will not fix (a conflict
 // the primary cannot have had, EINVAL, EISDIR...) is recorded in the failures
