@@ -62,6 +62,9 @@ CREATE TABLE IF NOT EXISTS positions (
   failures INTEGER NOT NULL,
   kafka_offset INTEGER NOT NULL,
   applied_at_ns INTEGER NOT NULL,
+  -- After a kBatchReplay batch: records of this stream journaled up to this time may repeat
+  -- ones already applied (only the run's first batch carries the flag).
+  replay_until_ns INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY (session, replica_set)
 );
 -- How far an Apply that has not committed may have gone: records up to here from this brick
@@ -186,6 +189,7 @@ struct Plan {
   bool check_lsn = false;  // LSN dedup applies (same brick, not a replay)
   bool lenient_all = false;  // no LSN checks: every op idempotently, superseded ops skipped
   Position next;             // the position after the batch
+  uint64_t replay_until_ns = 0;  // items journaled up to here are treated as replayed
 };
 
 bool Older(uint64_t epoch, uint64_t token, const Position& p) {
@@ -214,7 +218,12 @@ uint64_t EndTs(const Batch& b, uint64_t end_lsn) {
   return 0;
 }
 
-Plan MakePlan(const std::optional<Position>& stored, const Batch& b, uint32_t rs) {
+// How far past the old brick's applied time a takeover's records may still repeat ones
+// already applied: the bricks' clocks differ a little.
+constexpr uint64_t kReplaySkewNs = 5'000'000'000;
+
+Plan MakePlan(const std::optional<Position>& stored, uint64_t stored_replay_until,
+              const Batch& b, uint32_t rs) {
   const BatchHeader& h = b.header;
   Plan plan;
   plan.crawl = (h.flags & georep::kBatchCrawl) != 0;
@@ -230,6 +239,10 @@ Plan MakePlan(const std::optional<Position>& stored, const Batch& b, uint32_t rs
   next.epoch = h.epoch;
   next.token = h.token;
   next.source_brick = h.source_brick;
+  if (same_stream) plan.replay_until_ns = stored_replay_until;
+  if ((h.flags & georep::kBatchReplay) && stored && !same_stream) {
+    plan.replay_until_ns = stored->ts_ns + kReplaySkewNs;
+  }
 
   if (plan.crawl) {
     const uint64_t first = h.crawl_seq;
@@ -674,11 +687,15 @@ struct BatchApplier::Impl {
   std::string session;
   std::mutex mu;  // Db is single-threaded; replica sets apply on their own threads
 
-  Result<std::optional<Position>> Load(uint32_t rs) {
+  Result<std::optional<Position>> Load(uint32_t rs, uint64_t* replay_until = nullptr) {
     auto row = db->QueryRow("SELECT " + std::string(kPositionColumns) +
-                                " FROM positions WHERE session = ? AND replica_set = ?",
+                                ", replay_until_ns FROM positions WHERE session = ? AND "
+                                "replica_set = ?",
                             {session, int64_t{rs}});
-    if (row.ok()) return std::optional<Position>(PositionFromRow(*row));
+    if (row.ok()) {
+      if (replay_until) *replay_until = U(row->Int(12));
+      return std::optional<Position>(PositionFromRow(*row));
+    }
     if (row.status().code() == Code::kNotFound) return std::optional<Position>();
     return row.status();
   }
@@ -709,7 +726,7 @@ struct BatchApplier::Impl {
   }
 
   // Stores `p`, `failures` and the gfids destroyed in one transaction.
-  Status Save(const Position& p, const std::vector<Failure>& failures,
+  Status Save(const Position& p, uint64_t replay_until, const std::vector<Failure>& failures,
               const std::set<Gfid>& removed = {}) {
     DRFS_ASSIGN_OR_RETURN(auto txn, Transaction::Begin(db.get()));
     const int64_t now = I(NowNs());
@@ -728,10 +745,10 @@ struct BatchApplier::Impl {
     }
     DRFS_RETURN_IF_ERROR(
         db->Exec("INSERT OR REPLACE INTO positions (session, " + std::string(kPositionColumns) +
-                     ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     ", replay_until_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                  {session, int64_t{p.replica_set}, I(p.epoch), I(p.token), p.source_brick, I(p.lsn),
                   I(p.ts_ns), I(p.crawl_seq), int64_t{p.crawl_done ? 1 : 0}, I(p.applied_ops),
-                  I(p.failures), p.kafka_offset, I(p.applied_at_ns)})
+                  I(p.failures), p.kafka_offset, I(p.applied_at_ns), I(replay_until)})
             .status());
     return txn->Commit();
   }
@@ -773,13 +790,14 @@ Result<Outcome> BatchApplier::Apply(VolumeClient& volume, const Batch& batch,
                            "); check which topic each session reads");
   }
   std::optional<Position> stored;
+  uint64_t replay_until = 0;
   Attempt attempt;
   {
     std::lock_guard<std::mutex> l(impl_->mu);
-    DRFS_ASSIGN_OR_RETURN(stored, impl_->Load(rs));
+    DRFS_ASSIGN_OR_RETURN(stored, impl_->Load(rs, &replay_until));
     DRFS_ASSIGN_OR_RETURN(attempt, impl_->LoadAttempt(rs));
   }
-  Plan plan = MakePlan(stored, batch, rs);
+  Plan plan = MakePlan(stored, replay_until, batch, rs);
   if (plan.early) {
     // A dropped batch still moves where reading resumes; a gap records nothing (the syncer
     // resends, and a restart then reads the hole again rather than past it).
@@ -787,7 +805,7 @@ Result<Outcome> BatchApplier::Apply(VolumeClient& volume, const Batch& batch,
       Position p = *stored;
       p.kafka_offset = kafka_offset;
       std::lock_guard<std::mutex> l(impl_->mu);
-      DRFS_RETURN_IF_ERROR(impl_->Save(p, {}));
+      DRFS_RETURN_IF_ERROR(impl_->Save(p, replay_until, {}));
     }
     return *plan.early;
   }
@@ -814,6 +832,7 @@ Result<Outcome> BatchApplier::Apply(VolumeClient& volume, const Batch& batch,
                          "at LSN " + std::to_string(it.op.lsn));
     }
     const bool lenient = plan.lenient_all || (h.flags & georep::kBatchReplay) ||
+                         it.op.timestamp_ns <= plan.replay_until_ns ||
                          (attempted_before && it.op.lsn <= attempt.lsn);
     DRFS_RETURN_IF_ERROR(run.Item(it, lenient));
     if (it.op.op != OpType::kWrite || it.last_fragment) ++applied;
@@ -831,7 +850,7 @@ Result<Outcome> BatchApplier::Apply(VolumeClient& volume, const Batch& batch,
   next.kafka_offset = kafka_offset;
   next.applied_at_ns = NowNs();
   std::lock_guard<std::mutex> l(impl_->mu);
-  Status s = impl_->Save(next, run.failures(), run.removed());
+  Status s = impl_->Save(next, plan.replay_until_ns, run.failures(), run.removed());
   if (!s.ok()) {
     return s.WithContext("georep session " + impl_->session + " replica set " +
                          std::to_string(rs) + ": the batch was applied but its position not stored "

@@ -33,8 +33,9 @@
 // how far it is about to go (same transaction rules). Records up to there may already be
 // applied when a batch is retried (after Unavailable or a crash), so for them an op whose
 // precondition is gone (the parent or the source entry missing, the name taken by another
-// gfid) is skipped as superseded instead of recorded as a failure. Every batch of a
-// kBatchReplay run, a batch applied without LSN checks (a resume from another brick, a crawl,
+// gfid) is skipped as superseded instead of recorded as a failure. A kBatchReplay batch and
+// the records of its run journaled up to the old position's time (plus 5 s for the bricks'
+// clocks; only the run's first batch carries the flag), a batch applied without LSN checks (a resume from another brick, a crawl,
 // the very first batch) is treated the same way. A RENAME never replaces anything but the
 // entry the primary's rename replaced (`replaced`): out of order, what sits at the destination
 // may be an object the primary still has. And a CREATE never brings back a gfid the applier
