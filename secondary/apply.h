@@ -20,11 +20,38 @@
 // and skips it if so. An op whose object is gone for good (a later record removes it) is
 // skipped as superseded.
 //
+// How the header's fields are read (docs/georep-format.md says the same):
+//   - resume_lsn (kBatchResume, kBatchCrawlDone) is the last LSN of resume_brick's journal that
+//     is covered; the records that follow start at resume_lsn + 1.
+//   - crawl_seq (kBatchCrawl) is the sequence number of the batch's first item; its items are
+//     numbered crawl_seq, crawl_seq + 1, ... from 1, so Position::crawl_seq (the last applied)
+//     is also how many crawl items were applied. Crawl batches are deduplicated and checked for
+//     gaps by these numbers instead of LSNs; their items are applied idempotently.
+//   - A WRITE's fragments share its LSN: the position passes it only with its last fragment.
+//
+// Re-applying. Before it touches the volume for records beyond the position, Apply stores
+// how far it is about to go (same transaction rules). Records up to there may already be
+// applied when a batch is retried (after Unavailable or a crash), so for them an op whose
+// precondition is gone (the parent or the source entry missing, the name taken by another
+// gfid) is skipped as superseded instead of recorded as a failure. A kBatchReplay batch and
+// the records of its run journaled up to the old position's time (plus 5 s for the bricks'
+// clocks; only the run's first batch carries the flag), a batch applied without LSN checks (a resume from another brick, a crawl,
+// the very first batch) is treated the same way. A RENAME never replaces anything but the
+// entry the primary's rename replaced (`replaced`): out of order, what sits at the destination
+// may be an object the primary still has. And a CREATE never brings back a gfid the applier
+// destroyed before (the database keeps those for a week; gfids are never reused): replaying,
+// the record that destroyed it may no longer apply.
+//
 // Failures. An op that cannot be applied for a reason that retrying will not fix (a conflict
-// the primary cannot have had, EINVAL, ENOSPC after retries...) is recorded in the failures
+// the primary cannot have had, EINVAL, EISDIR...) is recorded in the failures
 // table with its LSN, op, path on the primary's terms (parent gfid/name) and errno text, and
-// counted; the batch goes on. Transport errors (EIO, ENOTCONN, EROFS without quorum) are not
-// failures: Apply returns Unavailable and the batch is retried whole later.
+// counted; the batch goes on. Transport errors (EIO, ENOTCONN, EROFS without quorum or from a
+// read-only brick, timeouts) are not failures: Apply returns Unavailable and the batch is
+// retried whole later. So are ENOSPC and EDQUOT: a full secondary stalls (the worker shows it
+// Faulty) rather than diverge from the primary op by op.
+//
+// Thread-safety: Apply may run for different replica sets on different threads at once (the
+// database is serialized inside); one replica set's batches must come from one thread.
 #pragma once
 
 #include <cstdint>
