@@ -64,29 +64,7 @@ Value ClusterConfig::ToValue() const {
   }
   if (!sessions.empty()) {
     Value& ss = v["sessions"] = Value::EmptyList();
-    for (const auto& [name, se] : sessions) {
-      Value e;
-      e["name"] = se.name;
-      e["role"] = se.role;
-      e["volume"] = se.volume;
-      e["peer_host"] = se.peer_host;
-      e["peer_port"] = static_cast<int64_t>(se.peer_port);
-      e["peer_volume"] = se.peer_volume;
-      e["primary_volume_uuid"] = se.primary_volume_uuid;
-      e["replica_sets"] = se.replica_sets;
-      e["kafka"] = se.kafka;
-      Value& kp = e["kafka_props"] = Value::EmptyMap();
-      for (const auto& [k, val] : se.kafka_props) kp[k] = val;
-      e["broker_node"] = se.broker_node;
-      e["applier_node"] = se.applier_node;
-      e["state"] = se.state;
-      e["epoch"] = static_cast<int64_t>(se.epoch);
-      e["created_ns"] = se.created_ns;
-      e["checkpoint_ns"] = se.checkpoint_ns;
-      Value& os = e["options"] = Value::EmptyMap();
-      for (const auto& [k, val] : se.options) os[k] = val;
-      ss.Push(std::move(e));
-    }
+    for (const auto& [name, se] : sessions) ss.Push(SessionToValue(se));
   }
   return v;
 }
@@ -158,43 +136,76 @@ Result<ClusterConfig> ClusterConfig::FromValue(const Value& v) {
     c.volumes.emplace(std::move(name), std::move(vol));
   }
   for (const auto& e : v.Find("sessions") ? v.Find("sessions")->AsList() : Value::List{}) {
-    SessionConf se;
-    se.name = e.GetString("name");
-    se.role = e.GetString("role");
-    se.volume = e.GetString("volume");
-    se.peer_host = e.GetString("peer_host");
-    const int64_t port = e.GetInt("peer_port");
-    se.peer_port = static_cast<uint16_t>(port);
-    se.peer_volume = e.GetString("peer_volume");
-    se.primary_volume_uuid = e.GetString("primary_volume_uuid");
-    se.replica_sets = static_cast<int>(e.GetInt("replica_sets", 1));
-    se.kafka = e.GetString("kafka");
-    if (const Value* kp = e.Find("kafka_props")) {
-      for (const auto& [k, val] : kp->AsMap()) se.kafka_props[k] = val.AsString();
+    auto se = SessionFromValue(e);
+    if (!se.ok()) return bad(se.status().message());
+    if (!c.volumes.count(se->volume)) {
+      return bad("geo-replication session '" + se->name + "' names volume '" + se->volume + "', which does not exist");
     }
-    se.broker_node = e.GetString("broker_node");
-    se.applier_node = e.GetString("applier_node");
-    se.state = e.GetString("state", kSessionCreated);
-    se.epoch = static_cast<uint64_t>(e.GetInt("epoch", 1));
-    se.created_ns = e.GetInt("created_ns");
-    se.checkpoint_ns = e.GetInt("checkpoint_ns");
-    if (const Value* os = e.Find("options")) {
-      for (const auto& [k, val] : os->AsMap()) se.options[k] = val.AsString();
-    }
-    if (!IsValidVolumeName(se.name) || (se.role != kRolePrimary && se.role != kRoleSecondary) ||
-        !c.volumes.count(se.volume) || se.peer_host.empty() || port <= 0 || port > 65535 ||
-        se.replica_sets < 1) {
-      return bad("geo-replication session '" + se.name + "' lacks a valid name, role, volume, peer or replica set count");
-    }
-    if (se.state != kSessionCreated && se.state != kSessionStarted && se.state != kSessionStopped &&
-        se.state != kSessionPaused) {
-      return bad("geo-replication session '" + se.name + "' has unknown state '" + se.state + "'");
-    }
-    if (c.sessions.count(se.name)) return bad("geo-replication session '" + se.name + "' listed twice");
-    std::string name = se.name;
-    c.sessions.emplace(std::move(name), std::move(se));
+    if (c.sessions.count(se->name)) return bad("geo-replication session '" + se->name + "' listed twice");
+    std::string name = se->name;
+    c.sessions.emplace(std::move(name), std::move(*se));
   }
   return c;
+}
+
+Value SessionToValue(const SessionConf& se) {
+  Value e;
+  e["name"] = se.name;
+  e["role"] = se.role;
+  e["volume"] = se.volume;
+  e["peer_host"] = se.peer_host;
+  e["peer_port"] = static_cast<int64_t>(se.peer_port);
+  e["peer_volume"] = se.peer_volume;
+  e["primary_volume_uuid"] = se.primary_volume_uuid;
+  e["replica_sets"] = se.replica_sets;
+  e["kafka"] = se.kafka;
+  Value& kp = e["kafka_props"] = Value::EmptyMap();
+  for (const auto& [k, val] : se.kafka_props) kp[k] = val;
+  e["broker_node"] = se.broker_node;
+  e["applier_node"] = se.applier_node;
+  e["state"] = se.state;
+  e["epoch"] = static_cast<int64_t>(se.epoch);
+  e["created_ns"] = se.created_ns;
+  e["checkpoint_ns"] = se.checkpoint_ns;
+  Value& os = e["options"] = Value::EmptyMap();
+  for (const auto& [k, val] : se.options) os[k] = val;
+  return e;
+}
+
+Result<SessionConf> SessionFromValue(const Value& e) {
+  SessionConf se;
+  se.name = e.GetString("name");
+  se.role = e.GetString("role");
+  se.volume = e.GetString("volume");
+  se.peer_host = e.GetString("peer_host");
+  const int64_t port = e.GetInt("peer_port");
+  se.peer_port = static_cast<uint16_t>(port);
+  se.peer_volume = e.GetString("peer_volume");
+  se.primary_volume_uuid = e.GetString("primary_volume_uuid");
+  se.replica_sets = static_cast<int>(e.GetInt("replica_sets", 1));
+  se.kafka = e.GetString("kafka");
+  if (const Value* kp = e.Find("kafka_props")) {
+    for (const auto& [k, val] : kp->AsMap()) se.kafka_props[k] = val.AsString();
+  }
+  se.broker_node = e.GetString("broker_node");
+  se.applier_node = e.GetString("applier_node");
+  se.state = e.GetString("state", kSessionCreated);
+  se.epoch = static_cast<uint64_t>(e.GetInt("epoch", 1));
+  se.created_ns = e.GetInt("created_ns");
+  se.checkpoint_ns = e.GetInt("checkpoint_ns");
+  if (const Value* os = e.Find("options")) {
+    for (const auto& [k, val] : os->AsMap()) se.options[k] = val.AsString();
+  }
+  if (!IsValidVolumeName(se.name) || (se.role != kRolePrimary && se.role != kRoleSecondary) ||
+      se.volume.empty() || se.peer_host.empty() || port <= 0 || port > 65535 || se.replica_sets < 1) {
+    return InvalidArgument("geo-replication session '" + se.name +
+                           "' lacks a valid name, role, volume, peer or replica set count");
+  }
+  if (se.state != kSessionCreated && se.state != kSessionStarted && se.state != kSessionStopped &&
+      se.state != kSessionPaused) {
+    return InvalidArgument("geo-replication session '" + se.name + "' has unknown state '" + se.state + "'");
+  }
+  return se;
 }
 
 bool IsValidVolumeName(const std::string& name) {

@@ -103,6 +103,11 @@ struct ClusterConfig {
   static Result<ClusterConfig> FromValue(const Value& v);
 };
 
+// A session's wire and storage form. SessionFromValue checks the session on its own (a valid
+// name, role, peer...); ClusterConfig::FromValue also checks that its volume exists.
+Value SessionToValue(const SessionConf& s);
+Result<SessionConf> SessionFromValue(const Value& v);
+
 // Valid volume names: 1-64 of [A-Za-z0-9_-], not starting with '-'.
 bool IsValidVolumeName(const std::string& name);
 

@@ -21,6 +21,7 @@ CREATE TABLE IF NOT EXISTS bricks(
 CREATE TABLE IF NOT EXISTS volume_options(
   volume TEXT NOT NULL REFERENCES volumes(name) ON DELETE CASCADE, key TEXT NOT NULL,
   value TEXT NOT NULL, PRIMARY KEY(volume, key));
+CREATE TABLE IF NOT EXISTS georep_sessions(name TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS brick_processes(
   key TEXT PRIMARY KEY, pid INTEGER NOT NULL, start_ticks INTEGER NOT NULL, port INTEGER NOT NULL,
   restarts INTEGER NOT NULL, state TEXT NOT NULL, reason TEXT NOT NULL, last_exit TEXT NOT NULL);
@@ -90,6 +91,16 @@ Result<ClusterConfig> Store::LoadConfig() {
     for (const auto& o : opts) v.options[o.Text(0)] = o.Text(1);
     c.volumes.emplace(v.name, std::move(v));
   }
+  DRFS_ASSIGN_OR_RETURN(auto sessions, db_->Query("SELECT name, value FROM georep_sessions"));
+  for (const auto& r : sessions) {
+    auto v = DecodeValue(r.Text(1));
+    Result<SessionConf> se = v.ok() ? SessionFromValue(*v) : Result<SessionConf>(v.status());
+    if (!se.ok()) {
+      return DataLoss("state database " + db_->path() + ": geo-replication session '" + r.Text(0) +
+                      "' does not decode (" + se.status().message() + ")");
+    }
+    c.sessions.emplace(se->name, std::move(*se));
+  }
   return c;
 }
 
@@ -98,7 +109,7 @@ Status Store::SaveConfig(const ClusterConfig& c) {
   DRFS_ASSIGN_OR_RETURN(auto tx, Transaction::Begin(db_.get()));
   DRFS_RETURN_IF_ERROR(
       db_->ExecScript("DELETE FROM volume_options; DELETE FROM bricks; DELETE FROM volumes; "
-                      "DELETE FROM peers;"));
+                      "DELETE FROM peers; DELETE FROM georep_sessions;"));
   if (DRFS_FAILPOINT("mgmt.store.save_config")) {
     return Unavailable("database " + db_->path() + ": failure probe mgmt.store.save_config");
   }
@@ -123,6 +134,11 @@ Status Store::SaveConfig(const ClusterConfig& c) {
       DRFS_RETURN_IF_ERROR(
           db_->Exec("INSERT INTO volume_options VALUES(?, ?, ?)", {v.name, k, val}).status());
     }
+  }
+  for (const auto& [name, se] : c.sessions) {
+    DRFS_RETURN_IF_ERROR(db_->Exec("INSERT INTO georep_sessions VALUES(?, ?)",
+                                   {name, EncodeValue(SessionToValue(se))})
+                             .status());
   }
   DRFS_RETURN_IF_ERROR(db_->Exec("UPDATE meta SET value=? WHERE key='generation'",
                                  {std::to_string(c.generation)})

@@ -550,9 +550,16 @@ Status Syncer::Impl::ActiveStep() {
     std::unique_lock<std::mutex> l(mu);
     if (!deliveries.empty()) {
       std::string why = "delivery failed: " + deliveries.front().first.ToString();
+      bool fatal = false;
+      for (const auto& d : deliveries) fatal |= d.first.code() == Code::kAborted;
       deliveries.clear();
       l.unlock();
       resend = true;
+      // A fatal producer error: that producer sends nothing more; a new one resends.
+      if (fatal) {
+        producer.reset();
+        DRFS_RETURN_IF_ERROR(EnsureKafka());
+      }
       DRFS_LOG(Warn) << "georep " << opts.session << " " << opts.brick_name << ": " << why;
     }
   }
@@ -806,6 +813,11 @@ Status Syncer::Impl::SendBatch() {
                                  static_cast<int32_t>(opts.replica_set),
                                  georep::PartitionKey(opts.replica_set), value, done);
     if (s.ok()) break;
+    if (s.code() == Code::kAborted) {
+      producer.reset();  // fatal: a new producer resends from the acknowledged position
+      resend = true;
+      return EnsureKafka();
+    }
     if (s.code() != Code::kResourceExhausted || stop.load()) return s;
     std::this_thread::sleep_for(10ms);
   }

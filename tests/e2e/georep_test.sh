@@ -39,6 +39,8 @@ fail() {
     [ -f "$T/$n/logs/drfsd.log" ] && { echo "--- $n drfsd.log" >&2; tail -40 "$T/$n/logs/drfsd.log" >&2; }
   done
   "$DRFS" georep status --daemon "127.0.0.1:$PORT" >&2 2>&1 || true
+  # DRFS_E2E_KEEP=1 keeps the daemons, bricks and mount for a look (clean up by hand).
+  [ -n "${DRFS_E2E_KEEP:-}" ] && { trap - EXIT; echo "kept $T (primary daemon 127.0.0.1:$PORT)" >&2; }
   exit 1
 }
 ip_of() { [ "$1" = p ] && echo 127.0.0.1 || echo 127.0.0.2; }
