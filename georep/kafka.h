@@ -56,7 +56,10 @@ class EmbeddedBroker {
 };
 
 // Creates `topic` with `partitions` partitions if it does not exist (Kafka's admin API; the
-// replication factor is the cluster's default). Ok when it exists with at least that many.
+// replication factor is the cluster's default). Ok when it exists with at least that many;
+// FailedPrecondition when it has fewer. An embedded broker of this process creates it directly.
+// One in another process cannot create topics by request: it gives any topic a client names 4
+// partitions, so there this is Ok only for up to 4.
 Status EnsureTopic(const Properties& props, const std::string& topic, int partitions,
                    std::chrono::milliseconds timeout);
 
@@ -79,8 +82,11 @@ class Producer {
   Producer& operator=(const Producer&) = delete;
 
   // Queues a message for (topic, partition). ResourceExhausted when librdkafka's queue is full
-  // (the caller waits and retries); the callback then never runs. Otherwise `done` runs exactly
-  // once.
+  // (the caller waits and retries); the callback then never runs, as for any other error.
+  // Otherwise `done` runs exactly once. Aborted (here or in a callback): the producer hit a
+  // fatal error and sends nothing more; destroy it and resend from the last acknowledged
+  // message with a new one. Produce, Flush and InFlight may be called from any thread, but not
+  // Flush or the destructor from a DeliveryFn (they wait for the callbacks).
   Status Produce(const std::string& topic, int32_t partition, std::string key, std::string value,
                  DeliveryFn done);
   // Waits until every queued message was delivered or failed, up to `timeout`.
@@ -102,6 +108,7 @@ struct Message {
 };
 
 // A consumer of one partition, positioned by the caller (no consumer group, no commits).
+// One thread at a time.
 class Consumer {
  public:
   static constexpr int64_t kBeginning = -2;
