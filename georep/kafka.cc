@@ -916,6 +916,11 @@ Result<std::unique_ptr<Consumer>> Consumer::Create(const Properties& props) {
   const Properties defaults = {{"group.id", "drfs-applier"},
                                {"client.id", "drfs-applier"},
                                {"enable.partition.eof", "false"},
+                               // Replication lag is the point: a fetch waits at most 25 ms for
+                               // new data at the broker (librdkafka's default is 500 ms, which
+                               // alone would put half a second on every hop and every ack).
+                               {"fetch.wait.max.ms", "25"},
+                               {"fetch.error.backoff.ms", "50"},
                                {"reconnect.backoff.max.ms", kReconnectBackoffMaxMs},
                                {"allow.auto.create.topics", "false"}};
   const Properties required = {{"enable.auto.commit", "false"},

@@ -51,6 +51,11 @@ bool IsGone(const Status& s) {
   return s.sys_errno() == ENOENT || s.sys_errno() == ESTALE || s.code() == Code::kNotFound;
 }
 
+// What one message may hold, all told (see SendBatch), and what an item costs besides its
+// data and names: its record, fragment fields, and up to three attribute snapshots.
+constexpr size_t kMessageCap = 900000;
+constexpr size_t kItemOverhead = 256;
+
 // A message sent and not yet acknowledged.
 struct InFlight {
   uint64_t first = 0, last = 0;
@@ -612,7 +617,11 @@ Status Syncer::Impl::SendBatch() {
   b.header.epoch = opts.epoch;
   b.header.token = token;
   b.header.source_brick = opts.brick_id;
-  size_t budget = georep::kMaxMessageData;
+  // Kafka refuses messages over message.max.bytes (librdkafka's default is 1,000,000 bytes, and
+  // brokers cap near 1 MiB), so a message stays under kMessageCap all told: file data, records
+  // and attribute snapshots (estimated generously per item).
+  const size_t cap = std::min<size_t>(opts.batch_bytes, kMessageCap);
+  size_t budget = std::min<size_t>(georep::kMaxMessageData, cap);
   size_t approx = 0;
   InFlight f;
   std::set<Gfid> touched;
@@ -637,8 +646,8 @@ Status Syncer::Impl::SendBatch() {
     const bool last = it.last_fragment;
     b.items.push_back(std::move(it));
     pw.consumed += n;
-    budget -= n;
-    approx += n + 64;
+    approx += n + kItemOverhead;
+    budget = approx < cap ? std::min(budget - n, cap - approx) : 0;
     touched.insert(pw.op.gfid);
     return last;
   };
@@ -648,7 +657,7 @@ Status Syncer::Impl::SendBatch() {
     first_lsn = pending_write->op.lsn;
     if (add_write_fragment(*pending_write)) pending_write.reset();
   }
-  while (!pending_write && b.items.size() < opts.max_batch_records && approx < opts.batch_bytes &&
+  while (!pending_write && b.items.size() < opts.max_batch_records && approx < cap &&
          budget > 0 && !stop.load()) {
     const uint64_t elapsed = MonotonicNs() - start;
     std::chrono::milliseconds wait{0};
@@ -679,6 +688,7 @@ Status Syncer::Impl::SendBatch() {
           if (b0 <= a1 && a0 <= b1 && (u1 - u0) - prev.op.length <= budget) {
             budget -= (u1 - u0) - prev.op.length;
             approx += (u1 - u0) - prev.op.length;
+            budget = approx < cap ? std::min(budget, cap - approx) : 0;
             prev.op.lsn = r.lsn;
             prev.op.timestamp_ns = r.timestamp_ns;
             prev.op.offset = u0;
@@ -705,7 +715,7 @@ Status Syncer::Impl::SendBatch() {
         it.op = r;
         it.gone = !st.ok();
         b.items.push_back(std::move(it));
-        approx += 64;
+        approx += kItemOverhead;
       } else if (!add_write_fragment(pw)) {
         pending_write = pw;
       }
@@ -714,7 +724,9 @@ Status Syncer::Impl::SendBatch() {
       georep::Item it;
       it.op = r;
       if (r.op == OpType::kSetxattr) reads.push_back({b.items.size(), true, 0, 0});
-      approx += 64 + r.name.size() + r.new_name.size() + r.symlink_target.size();
+      approx += kItemOverhead + r.name.size() + r.new_name.size() + r.symlink_target.size() +
+                r.xattr_name.size() + (r.op == OpType::kSetxattr ? 65536 : 0);
+      budget = approx < cap ? std::min(budget, cap - approx) : 0;
       switch (ClassOf(r.op)) {
         case OpClass::kEntry: ++f.entry; break;
         case OpClass::kData: ++f.data; break;
@@ -762,26 +774,42 @@ Status Syncer::Impl::SendBatch() {
     it.data = std::move(rep->data);
     data_bytes += it.data.size();
   }
-  // Attributes of every object the batch touched, as they are now.
-  std::vector<std::pair<Gfid, std::future<Result<brick_proto::Reply>>>> attr_futs;
-  for (const Gfid& g : touched) {
-    brick_proto::Request q;
-    q.op = brick_proto::Op::kGetattr;
-    q.gfid = g;
-    attr_futs.emplace_back(g, data->Call(q));
-  }
-  for (auto& [g, fut] : attr_futs) {
-    auto rep = fut.get();
-    if (!rep.ok() || rep->err != 0) continue;  // gone: a later record removes it
-    georep::AttrSnapshot a;
-    a.gfid = g;
-    a.mode = rep->attr.mode;
-    a.uid = rep->attr.uid;
-    a.gid = rep->attr.gid;
-    a.size = rep->attr.size;
-    a.atime_ns = rep->attr.atime_ns;
-    a.mtime_ns = rep->attr.mtime_ns;
-    b.attrs.push_back(a);
+  // Attributes of every object the batch touched, as they are now. An object that is gone is
+  // skipped (a later record removes it), but a directory whose MKDIR was just published may not
+  // be resolvable by gfid yet (its brick writes the gfid handle right after journaling it), so
+  // a gfid that looks gone is asked again, twice, a few milliseconds later.
+  std::vector<Gfid> want(touched.begin(), touched.end());
+  for (int attempt = 0; attempt < 3 && !want.empty(); ++attempt) {
+    if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(5 * attempt));
+    std::vector<std::pair<Gfid, std::future<Result<brick_proto::Reply>>>> attr_futs;
+    for (const Gfid& g : want) {
+      brick_proto::Request q;
+      q.op = brick_proto::Op::kGetattr;
+      q.gfid = g;
+      attr_futs.emplace_back(g, data->Call(q));
+    }
+    want.clear();
+    for (auto& [g, fut] : attr_futs) {
+      auto rep = fut.get();
+      if (!rep.ok()) return rep.status().WithContext("reading attributes from brick " + opts.brick_name);
+      if (rep->err == ENOENT || rep->err == ESTALE) {
+        want.push_back(g);
+        continue;
+      }
+      if (rep->err != 0) {
+        return ErrnoStatus(rep->err, "brick " + opts.brick_name + ": attributes of " +
+                                         g.ToString() + ": " + rep->message);
+      }
+      georep::AttrSnapshot a;
+      a.gfid = g;
+      a.mode = rep->attr.mode;
+      a.uid = rep->attr.uid;
+      a.gid = rep->attr.gid;
+      a.size = rep->attr.size;
+      a.atime_ns = rep->attr.atime_ns;
+      a.mtime_ns = rep->attr.mtime_ns;
+      b.attrs.push_back(a);
+    }
   }
 
   // The batch covers every record it consumed: a WRITE coalesced into a later one carries the
@@ -798,6 +826,12 @@ Status Syncer::Impl::SendBatch() {
     b.header.resume_lsn = resume_lsn;
   }
   b.header.sent_ns = NowNs();
+  // The applier refuses a batch that breaks the format's rules; find our own mistake here, with
+  // the syncer's name on it, instead.
+  if (Status v = georep::ValidateBatch(b); !v.ok()) {
+    return Internal("syncer " + opts.brick_name + " built an invalid batch (LSN " +
+                    std::to_string(f.first) + "-" + std::to_string(f.last) + "): " + v.message());
+  }
   std::string value = georep::EncodeBatch(b, opts.zstd_level);
   const size_t uncompressed = georep::UncompressedSize(value);
   f.bytes = value.size();
