@@ -49,6 +49,9 @@ constexpr char kGeorepUsage[] =
     "      symlink targets, xattrs) and print every difference. Exit 0 when identical.\n"
     "      mtimes may differ by --mtime-tolerance-ms (default 1000): the primary's own replicas\n"
     "      stamp writes and entry ops each with its own clock reading.\n"
+    "  broker-fault SESSION down|up|produce-errors N\n"
+    "      Drill an outage of the embedded broker: it stops answering, answers again, or refuses\n"
+    "      the next N produce requests. Nothing is lost; drfs resends (embedded broker only).\n"
     "\n"
     "Common options: --daemon HOST:PORT (the primary's drfsd; default $DRFS_DAEMON or\n"
     "127.0.0.1:24100), --tls-cert F --tls-key F --tls-ca F, --json, --timeout S.\n";
@@ -521,6 +524,19 @@ int GeorepMain(int argc, char** argv, int first) {
     args["name"] = pos[0];
     args["time_ns"] = *t;
     return Output(a, Call(a, MgmtOp::kGeorepCheckpoint, args), PrintMessage);
+  }
+  if (cmd == "broker-fault") {
+    if (pos.size() < 2 || pos.size() > 3 || (pos[1] == "produce-errors") != (pos.size() == 3)) {
+      return UsageError("broker-fault takes SESSION down|up|produce-errors N", kGeorepUsage);
+    }
+    args["name"] = pos[0];
+    args["action"] = pos[1];
+    if (pos.size() == 3) {
+      auto n = ParseUint(pos[2], "N");
+      if (!n.ok()) return UsageError(n.status().message(), kGeorepUsage);
+      args["count"] = static_cast<int64_t>(*n);
+    }
+    return Output(a, Call(a, MgmtOp::kGeorepBrokerFault, args), PrintMessage);
   }
   if (cmd == "verify") {
     Args b = a;

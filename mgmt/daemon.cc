@@ -434,6 +434,7 @@ Result<Value> Daemon::Impl::Dispatch(MgmtOp op, const Value& args) {
     case MgmtOp::kGeorepConfig:
     case MgmtOp::kGeorepCheckpoint:
     case MgmtOp::kGeorepBroker:
+    case MgmtOp::kGeorepBrokerFault:
       if (!georep_) return Unavailable("drfsd is starting; retry");
       return georep_->Handle(op, args);
   }

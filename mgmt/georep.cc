@@ -153,6 +153,7 @@ Result<Value> Georep::Handle(MgmtOp op, const Value& args) {
     case MgmtOp::kGeorepConfig: return Config(args);
     case MgmtOp::kGeorepCheckpoint: return Checkpoint(args);
     case MgmtOp::kGeorepBroker: return Broker(args);
+    case MgmtOp::kGeorepBrokerFault: return BrokerFault(args);
     default: break;
   }
   return InvalidArgument("not a georep op");
@@ -465,6 +466,40 @@ Result<Value> Georep::Broker(const Value& args) {
   if (!broker_) return Unavailable("the embedded broker is not running on " + host_.self_name + " (is session '" + name + "' started?)");
   Value r;
   r["bootstrap"] = broker_->bootstrap_servers();
+  return r;
+}
+
+// Outage drills on the embedded broker (tests, and operators rehearsing a broker failure): the
+// broker stops answering / answers again, or refuses the next produce requests.
+Result<Value> Georep::BrokerFault(const Value& args) {
+  const std::string name = args.GetString("name");
+  const std::string action = args.GetString("action");
+  ClusterConfig c = host_.config();
+  DRFS_ASSIGN_OR_RETURN(const SessionConf* sp, FindSession(c, name));
+  if (!sp->kafka.empty()) {
+    return FailedPrecondition("session '" + name + "' uses Kafka at " + sp->kafka +
+                              "; fault drills work on the embedded broker only");
+  }
+  if (sp->role == kRolePrimary && sp->broker_node != host_.node_uuid) {
+    return host_.call_node(sp->broker_node, MgmtOp::kGeorepBrokerFault, args);
+  }
+  std::lock_guard<std::mutex> l(mu_);
+  if (!broker_) return Unavailable("the embedded broker is not running here (is session '" + name + "' started?)");
+  Status st;
+  if (action == "down" || action == "up") {
+    st = broker_->SetBrokerDown(1, action == "down");
+  } else if (action == "produce-errors") {
+    const int64_t n = args.GetInt("count", 10);
+    if (n < 1 || n > 100000) return InvalidArgument("produce-errors takes a count of 1-100000");
+    // NOT_LEADER_FOR_PARTITION (6): a retriable error, as an election would give.
+    st = broker_->PushRequestErrors(0, static_cast<int>(n), 6);
+  } else {
+    return InvalidArgument("broker fault must be down, up or produce-errors N (got '" + action + "')");
+  }
+  DRFS_RETURN_IF_ERROR(st);
+  DRFS_LOG(Warn) << "georep " << name << ": embedded broker fault drill: " << action;
+  Value r;
+  r["message"] = "georep broker-fault: " + name + ": " + action;
   return r;
 }
 

@@ -96,6 +96,7 @@ class Georep {
   Result<Value> Config(const Value& args);
   Result<Value> Checkpoint(const Value& args);
   Result<Value> Broker(const Value& args);
+  Result<Value> BrokerFault(const Value& args);
 
   Result<Value> CallPeerSite(const SessionConf& s, MgmtOp op, const Value& args);
   Result<std::string> Bootstrap(const SessionConf& s);

@@ -61,6 +61,7 @@ enum class MgmtOp : uint16_t {
   kGeorepConfig = 57,        // {name[, key[, value | reset]]}
   kGeorepCheckpoint = 58,    // {name, time_ns (0: now)}
   kGeorepBroker = 59,        // {name} -> {bootstrap}: the embedded broker's address
+  kGeorepBrokerFault = 60,   // {name, action: down|up|produce-errors[, count]}: embedded broker only
 };
 
 // Encodes a handler's outcome as a reply payload.

@@ -605,7 +605,16 @@ class Run {
                   "resolve it by hand");
       return Status::Ok();
     } else if (dst_is) {
-      // Two names of one inode (hard links): rename(2) does nothing then either.
+      // Both names are links of this inode here. The primary never journals a rename between
+      // two links of one inode (rename(2) does nothing then), so on the primary the destination
+      // did not hold this inode: the link there was put back by re-applying a later LINK or
+      // RENAME (a takeover's replay window). The rename's effect is that the source name is
+      // gone; the inode lives on under the destination name.
+      Status s = v_.Unlink(r.parent, r.name);
+      if (s.ok() || IsGone(s)) return Status::Ok();
+      if (IsTransport(s)) return Transport(r, s);
+      Fail(r, "the source and destination are both links of " + r.gfid.ToString() +
+                  " on the secondary; removing the source name failed: " + ErrText(s));
       return Status::Ok();
     } else if (*dst && ((r.rename_flags & changelog::kRenameNoreplace) ||
                         (*dst)->gfid != r.replaced)) {

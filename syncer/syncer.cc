@@ -107,6 +107,10 @@ struct Syncer::Impl {
   uint64_t acked_lsn = 0, acked_ts = 0;
   uint64_t last_progress_ns = 0;  // monotonic: when acked_lsn last moved or a resend began
   uint64_t next_election_ns = 0;
+  int own_index = -1;             // this brick's place in replica_bricks
+  int own_lock = -1;              // its connection in lock_clients, when it granted the lock
+  uint64_t last_sink_check_ns = 0;
+  size_t sink_objects = 0;        // objects other bricks say this brick missed, at the last look
   uint64_t last_cursor_ns = 0;
   uint64_t cursor_lsn = 0;
   bool resume_next = false;   // the next batch carries kBatchResume
@@ -128,6 +132,9 @@ struct Syncer::Impl {
   void SetState(const std::string& state, const std::string& reason);
   void PassiveStep();
   bool TryElect(std::string* why);
+  // How many objects the other bricks of the replica set say this brick missed (pending
+  // markers against it): while it is a heal sink its journal lacks acknowledged writes.
+  Result<size_t> HealSinkObjects();
   void StepDown(const std::string& why);
   Status BecomeActive();
   Status ActiveStep();
@@ -192,6 +199,16 @@ void Syncer::Impl::PassiveStep() {
   const uint64_t jitter = rng() % (opts.election_interval.count() * 500000ull + 1);
   next_election_ns = MonotonicNs() + opts.election_interval.count() * 1000000ull + jitter;
   std::string why;
+  // A brick that missed writes (it was down, or just restarted) must not ship its journal: the
+  // writes it missed are not in it, so the secondary would miss them and a checkpoint could
+  // complete without them. It waits Passive until self-heal has brought it up to date.
+  auto sink = HealSinkObjects();
+  if (!sink.ok() || *sink > 0) {
+    SetState("Passive", sink.ok() ? "this brick needs heal (" + std::to_string(*sink) +
+                                        " objects pending on other bricks); not eligible until healed"
+                                  : "cannot check whether this brick needs heal: " + sink.status().message());
+    return;
+  }
   if (!TryElect(&why)) {
     SetState("Passive", why);
     return;
@@ -212,7 +229,9 @@ bool Syncer::Impl::TryElect(std::string* why) {
   co.reconnect = false;
   co.connect_timeout = 2000ms;
   co.request_timeout = 5000ms;
-  for (const ReplicaBrick& b : opts.replica_bricks) {
+  own_lock = -1;
+  for (size_t idx = 0; idx < opts.replica_bricks.size(); ++idx) {
+    const ReplicaBrick& b = opts.replica_bricks[idx];
     if (b.port == 0) {
       refused.push_back(b.name + " (down)");
       continue;
@@ -228,9 +247,11 @@ bool Syncer::Impl::TryElect(std::string* why) {
       continue;
     }
     ++granted;
+    if (static_cast<int>(idx) == own_index) own_lock = static_cast<int>(lock_clients.size());
     lock_clients.push_back(std::move(*c));
   }
-  if (granted * 2 > total) return true;
+  // The syncer's own brick must be among them: its journal is what it ships.
+  if (granted * 2 > total && (own_index < 0 || own_lock >= 0)) return true;
   lock_clients.clear();  // closing the connections releases what we got
   *why = "another syncer is Active or bricks are down: " + std::to_string(granted) + "/" +
          std::to_string(total) + " bricks granted the lock";
@@ -239,6 +260,43 @@ bool Syncer::Impl::TryElect(std::string* why) {
     for (const auto& r : refused) *why += " " + r;
   }
   return false;
+}
+
+Result<size_t> Syncer::Impl::HealSinkObjects() {
+  if (own_index < 0) return size_t{0};
+  size_t objects = 0;
+  size_t asked = 0;
+  ClientOptions co;
+  co.connect_timeout = 2000ms;
+  co.request_timeout = 5000ms;
+  co.reconnect = false;
+  for (size_t i = 0; i < opts.replica_bricks.size(); ++i) {
+    if (static_cast<int>(i) == own_index || opts.replica_bricks[i].port == 0) continue;
+    auto c = brick::BrickClient::Connect(opts.replica_bricks[i].host, opts.replica_bricks[i].port,
+                                         opts.tls, co);
+    if (!c.ok()) continue;  // a brick that is down accuses nobody new
+    auto index = (*c)->HealIndexAll();
+    if (!index.ok()) continue;
+    ++asked;
+    for (const Gfid& g : *index) {
+      brick_proto::Request q;
+      q.op = brick_proto::Op::kGetattr;
+      q.gfid = g;
+      auto r = (*c)->CallSync(q);
+      if (!r.ok()) continue;
+      for (int type = 0; type < 3; ++type) {
+        const size_t k = brick_proto::PendingIndex(own_index, type);
+        if (k < r->pending.size() && r->pending[k] > 0) {
+          ++objects;
+          break;
+        }
+      }
+    }
+  }
+  (void)asked;
+  sink_objects = objects;
+  last_sink_check_ns = MonotonicNs();
+  return objects;
 }
 
 void Syncer::Impl::StepDown(const std::string& why) {
@@ -572,6 +630,15 @@ Status Syncer::Impl::ActiveStep() {
   if (!active) return Status::Ok();  // an Ack showed a newer syncer
   size_t alive = 0;
   for (const auto& c : lock_clients) alive += c->lost() ? 0 : 1;
+  const bool own_lost = own_index >= 0 && (own_lock < 0 || lock_clients[static_cast<size_t>(own_lock)]->lost());
+  if (own_lost) {
+    // This brick went away (or restarted): writes made meanwhile are only in the other bricks'
+    // journals. Hand over; a brick that is up to date takes the lock.
+    StepDown("this syncer's brick went away; writes it missed are only in the other journals");
+    SetState("Passive", "this brick went away; waiting for it to be healed");
+    next_election_ns = MonotonicNs() + 3000000000ull;
+    return Status::Ok();
+  }
   if (alive * 2 <= opts.replica_bricks.size()) {
     StepDown("lost the lock on a majority of the replica set's bricks");
     SetState("Passive", "lost the lock on a majority of bricks");
@@ -889,6 +956,20 @@ void Syncer::Impl::UpdateCheckpoint() {
   // Records stamped before cp_ns may still be on their way to being published (the writer
   // stamps, then syncs): wait until the journal has been read past cp_ns or is idle since.
   if (acked_lsn >= checkpoint_lsn && NowNs() > cp_ns + 200000000ull) {
+    // Writes this brick missed are not in its journal: no completion while it is a heal sink
+    // (it then steps down and an up-to-date brick's syncer finishes the checkpoint).
+    if (MonotonicNs() - last_sink_check_ns > 1000000000ull) {
+      auto sink = HealSinkObjects();
+      if (!sink.ok() || *sink > 0) {
+        if (sink.ok()) {
+          StepDown("this brick needs heal (" + std::to_string(*sink) + " objects)");
+          SetState("Passive", "this brick needs heal; not eligible until healed");
+        }
+        return;
+      }
+    } else if (sink_objects > 0) {
+      return;
+    }
     // Re-scan once: a record stamped before cp_ns but published after the first scan.
     auto lsn = LsnAtTime(cp_ns, checkpoint_lsn + 1);
     if (lsn.ok() && *lsn > checkpoint_lsn) {
@@ -970,6 +1051,13 @@ Result<std::unique_ptr<Syncer>> Syncer::Start(const SyncerOptions& options) {
   auto impl = std::make_unique<Impl>(options);
   impl->lock_name = ".drfs-georep-" + options.session + "-rs" + std::to_string(options.replica_set);
   impl->owner = impl->rng() | 1;
+  for (size_t i = 0; i < options.replica_bricks.size(); ++i) {
+    if (options.replica_bricks[i].name == options.brick_name ||
+        (options.replica_bricks[i].host == options.brick_host &&
+         options.replica_bricks[i].port == options.brick_port)) {
+      impl->own_index = static_cast<int>(i);
+    }
+  }
   impl->info.epoch = options.epoch;
   Impl* p = impl.get();
   impl->thread = std::thread([p] { p->Run(); });
