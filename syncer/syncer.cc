@@ -478,9 +478,18 @@ Status Syncer::Impl::BecomeActive() {
   DRFS_RETURN_IF_ERROR(EnsureDataClient());
   // Both topics must exist before anything is produced or consumed.
   const uint64_t epoch_ms = NowNs() / 1000000ull;
-  // Wait briefly for the newest Ack: the applier acks every second even when idle.
-  const uint64_t deadline = MonotonicNs() + opts.ack_wait.count() * 1000000ull;
-  while (!last_ack && MonotonicNs() < deadline && !stop.load()) PollAcks(100ms);
+  // Wait for the newest Ack: the applier acks every second even when idle. A session that has
+  // run before (its cursor moved) waits longer: after a broker restart the applier first has
+  // to learn the new broker address before its acks arrive, and starting from a cursor instead
+  // of the applier's own position means replaying records it already has.
+  {
+    changelog::CursorStore cs0(opts.changelog_dir);
+    auto cur0 = cs0.Get(CursorName(opts.session));
+    const uint64_t wait_ms = static_cast<uint64_t>(opts.ack_wait.count()) *
+                             (cur0.ok() && cur0->lsn > 0 ? 4 : 1);
+    const uint64_t deadline = MonotonicNs() + wait_ms * 1000000ull;
+    while (!last_ack && MonotonicNs() < deadline && !stop.load()) PollAcks(100ms);
+  }
   token = std::max(max_seen_token + 1, epoch_ms);
   active = true;
   inflight.clear();
@@ -509,10 +518,15 @@ Status Syncer::Impl::BecomeActive() {
           FormatTimeMillis(last_ack->applied_ts_ns) + " minus the replay overlap (LSN " +
           std::to_string(from) + ")";
   } else if (cursor_lsn > 0) {
+    // No Ack to go by (the broker lost the ack topic and the applier has not acked since). The
+    // cursor is behind what was applied (a Passive brick's cursor trails by the replay overlap),
+    // and the applier may be following another brick's journal: replay, applied idempotently.
     from = cursor_lsn + 1;
+    replay_next = true;
     resume_brick = opts.brick_id;
     resume_lsn = cursor_lsn;
-    how = "after this journal's cursor " + std::to_string(cursor_lsn) + " (no acknowledgement found)";
+    how = "after this journal's cursor " + std::to_string(cursor_lsn) +
+          " (no acknowledgement found; replaying from there)";
   } else {
     from = 1;
     resume_brick = opts.brick_id;

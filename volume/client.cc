@@ -471,7 +471,22 @@ struct VolumeClient::Impl {
       size_t i = static_cast<size_t>(std::countr_zero(no));
       return Errno(out[i].reply.err, out[i].reply.message);
     }
+    // A name can resolve to different objects on different bricks: one that missed a rename or
+    // an unlink+create while it was down still has the old object under the name. The gfid most
+    // voters agree on wins (a tie goes to the first brick's), never simply the first brick's.
     Mask fresh_found = yes;
+    if (q.op == Op::kLookup) {
+      Mask best = 0;
+      for (size_t i = 0; i < n; ++i) {
+        if (!(yes & (1u << i))) continue;
+        Mask same = 0;
+        for (size_t k = 0; k < n; ++k) {
+          if ((yes & (1u << k)) && out[k].reply.attr.gfid == out[i].reply.attr.gfid) same |= 1u << k;
+        }
+        if (Popcount(same) > Popcount(best)) best = same;
+      }
+      if (best) fresh_found = best;
+    }
     // Pick a fresh data brick's attributes (an arbiter's size is always 0).
     Mask pick = fresh_found & ~ArbiterMask();
     if (!pick) pick = fresh_found;

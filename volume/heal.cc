@@ -482,6 +482,24 @@ class HealRun {
         if (ks.ok()) healed |= 1u << k;
         else result = ks;
       }
+      // Adding and removing names stamped the healed directories with the heal's own clock:
+      // give them the source's times, as the client's ops left them there.
+      if (!v.dirty_only && healed != 0 && src != 0) {
+        Request ga;
+        ga.op = Op::kGetattr;
+        ga.gfid = g;
+        auto sa = Call(cl_[static_cast<size_t>(std::countr_zero(src))], ga);
+        for (size_t k = 0; k < n_ && sa.ok() && sa->err == 0; ++k) {
+          if (!(healed & (1u << k))) continue;
+          Request tm;
+          tm.op = Op::kSetattr;
+          tm.gfid = g;
+          tm.attr_valid = brick_proto::kAttrAtime | brick_proto::kAttrMtime;
+          tm.atime_ns = sa->attr.atime_ns;
+          tm.mtime_ns = sa->attr.mtime_ns;
+          (void)Call(cl_[k], tm);
+        }
+      }
     }
     auto d = Clear(m, locked, healed, brick_proto::kMarkEntry);
     if (!result.ok() || v.split_brain) {
@@ -576,11 +594,15 @@ class HealRun {
         // Same size everywhere, then done.
         for (size_t k = 0; k < n_; ++k) {
           if (!(data_sinks & (1u << k))) continue;
+          // The size, and the source's times: writing the chunks stamped the sink with the
+          // heal's own clock, and a healed copy must not look newer than its source.
           Request t;
           t.op = Op::kSetattr;
           t.gfid = g;
-          t.attr_valid = brick_proto::kAttrSize;
+          t.attr_valid = brick_proto::kAttrSize | brick_proto::kAttrAtime | brick_proto::kAttrMtime;
           t.size = size;
+          t.atime_ns = sa->attr.atime_ns;
+          t.mtime_ns = sa->attr.mtime_ns;
           auto tr = Call(cl_[k], t);
           if (!tr.ok() || tr->err != 0) result = Unavailable("truncate on sink failed");
         }
