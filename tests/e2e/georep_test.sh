@@ -10,6 +10,8 @@
 #   - kill -9 of the primary's drfsd mid-stream (syncers and the embedded broker die with it:
 #     the broker comes back empty on a new port, and the syncers resend);
 #   - kill -9 of the secondary's drfsd (the applier) mid-stream;
+#   - kill -9 of the Active syncer's brick: a Passive syncer takes over with a new token;
+#   - the embedded broker down for 30 s, and refusing produce requests;
 #   - a storm of renames;
 #   - a large file with small random writes afterwards sends only the written ranges.
 set -euo pipefail
@@ -134,6 +136,36 @@ sleep 2
 start_daemon s
 wait "$W" || fail "workload 5 (secondary drfsd killed) failed: $(cat "$T/w5.out")"
 synced "secondary drfsd killed -9 mid-stream"
+
+# kill -9 of the Active syncer's brick mid-stream: a Passive syncer of another brick takes the
+# lock (a new fencing token) and resumes from the applier's position in its own journal.
+active_row() { json p "[(r['brick'], r['token']) for r in j['sessions'][0]['rows'] if r['status'] == 'Active']" georep status gs; }
+before=$(active_row)
+echo "active before: $before"
+old_brick=$(python3 -c "import ast,sys; print(ast.literal_eval(sys.argv[1])[0][0])" "$before")
+old_token=$(python3 -c "import ast,sys; print(ast.literal_eval(sys.argv[1])[0][1])" "$before")
+victim=$(json p "[b['pid'] for b in j['volumes'][0]['bricks'] if b['name'] == '$old_brick'][0]" volume status pvol)
+python3 "$HERE/lib/georep_workload.py" "$PM" 6 500 > "$T/w6.out" 2>&1 &
+W=$!
+sleep 0.5
+kill -9 "$victim"
+wait "$W" || fail "workload 6 (Active brick killed) failed: $(cat "$T/w6.out")"
+synced "Active syncer's brick killed -9 mid-stream"
+after=$(active_row)
+echo "active after: $after"
+new_token=$(python3 -c "import ast,sys; r=ast.literal_eval(sys.argv[1]); assert len(r) == 1, r; print(r[0][1])" "$after") ||
+  fail "not exactly one Active syncer after the takeover: $after"
+[ "$new_token" -gt "$old_token" ] || fail "no new fencing token after the Active brick died ($old_token -> $new_token)"
+
+# Broker trouble: down for 30 s with writes going on, then refused produce requests. No loss.
+d p georep broker-fault gs down >/dev/null || fail "broker-fault down"
+python3 "$HERE/lib/georep_workload.py" "$PM" 7 300 > "$T/w7.out" 2>&1 || fail "workload 7: $(cat "$T/w7.out")"
+sleep 30
+d p georep broker-fault gs up >/dev/null || fail "broker-fault up"
+synced "embedded broker down for 30 s"
+d p georep broker-fault gs produce-errors 50 >/dev/null || fail "broker-fault produce-errors"
+python3 "$HERE/lib/georep_workload.py" "$PM" 8 300 > "$T/w8.out" 2>&1 || fail "workload 8: $(cat "$T/w8.out")"
+synced "50 produce requests refused by the broker"
 
 # A rename storm: files and directories renamed over and over, over each other.
 python3 - "$PM" <<'EOF'
