@@ -177,7 +177,8 @@ void PrintGeorepStatus(const Value& r, bool detail) {
 }
 
 Result<int64_t> ParseTime(const std::string& s) {
-  if (s == "now") return static_cast<int64_t>(NowNs());
+  // "now" is the primary drfsd's clock, not this host's: 0 asks it to stamp the time.
+  if (s == "now") return int64_t{0};
   if (!s.empty() && std::all_of(s.begin(), s.end(), ::isdigit)) {
     DRFS_ASSIGN_OR_RETURN(uint64_t v, ParseUint(s, "TIME"));
     return static_cast<int64_t>(v) * 1000000000;

@@ -312,6 +312,9 @@ Status Daemon::Impl::Init() {
     DRFS_ASSIGN_OR_RETURN(Value v, VolumeLayout(a));
     return LayoutFromValue(v);
   };
+  gh.self_name = [this] { return SelfName(); };
+  // Made before serving: request threads and commits read georep_ without a lock.
+  georep_ = std::make_unique<Georep>(std::move(gh));
   DRFS_RETURN_IF_ERROR(server_.Start(
       opt_.listen_host, opt_.port, opt_.tls,
       [this](std::shared_ptr<const PeerInfo> peer, Frame req, Responder reply) {
@@ -322,8 +325,6 @@ Status Daemon::Impl::Init() {
                  << " as " << opt_.hostname << ", state in " << opt_.state_dir << " (generation "
                  << loaded.generation << ", " << loaded.peers.size() << " peers, "
                  << loaded.volumes.size() << " volumes)";
-  gh.self_name = SelfName();
-  georep_ = std::make_unique<Georep>(std::move(gh));
   ReconcileGeorepSoon();
   heartbeat_ = std::thread([this] { HeartbeatLoop(); });
   serving_ = true;

@@ -1,5 +1,7 @@
 #include "mgmt/georep.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <set>
 #include <sstream>
@@ -219,7 +221,7 @@ Result<Value> Georep::Create(const Value& args) {
   j["name"] = s.name;
   j["volume"] = svol;
   j["primary_host"] = host_.hostname;
-  j["primary_port"] = static_cast<int64_t>(std::stoi(host_.self_name.substr(host_.self_name.rfind(':') + 1)));
+  j["primary_port"] = static_cast<int64_t>(std::stoi(host_.self_name().substr(host_.self_name().rfind(':') + 1)));
   j["primary_volume"] = pvol;
   j["primary_volume_uuid"] = v.uuid;
   j["replica_sets"] = s.replica_sets;
@@ -248,7 +250,7 @@ Result<Value> Georep::Join(const Value& args) {
   ClusterConfig c = host_.config();
   auto vit = c.volumes.find(svol);
   if (vit == c.volumes.end()) {
-    return NotFound("secondary site " + host_.self_name + ": no volume '" + svol +
+    return NotFound("secondary site " + host_.self_name() + ": no volume '" + svol +
                     "'; create and start it there first");
   }
   if (vit->second.replica > 1 && vit->second.bricks.size() / static_cast<size_t>(vit->second.replica) != 1) {
@@ -367,11 +369,13 @@ Result<Value> Georep::PeerControl(const Value& args) {
   ClusterConfig c = host_.config();
   DRFS_ASSIGN_OR_RETURN(const SessionConf* sp, FindSession(c, name));
   if (sp->role != kRoleSecondary) return FailedPrecondition("session '" + name + "' is not a secondary here");
+  bool drop_db = false;
   DRFS_RETURN_IF_ERROR(host_.run_txn([&](ClusterConfig* next) -> Status {
     auto it = next->sessions.find(name);
     if (it == next->sessions.end()) return NotFound("session '" + name + "' is gone");
     if (action == "delete") {
       next->sessions.erase(it);
+      drop_db = true;
     } else if (action == "start" || action == "resume") {
       it->second.state = kSessionStarted;
     } else if (action == "stop") {
@@ -381,6 +385,12 @@ Result<Value> Georep::PeerControl(const Value& args) {
     }
     return Status::Ok();
   }).status());
+  if (drop_db) {
+    // A session made again under this name must not resume from this one's positions.
+    Reconcile(host_.config());  // stops the applier first
+    const std::string db = host_.state_dir + "/georep/" + name + ".db";
+    for (const char* suffix : {"", "-wal", "-shm", ".broker"}) (void)::unlink((db + suffix).c_str());
+  }
   return Value::EmptyMap();
 }
 
@@ -463,7 +473,7 @@ Result<Value> Georep::Broker(const Value& args) {
     return host_.call_node(sp->broker_node, MgmtOp::kGeorepBroker, args);
   }
   std::lock_guard<std::mutex> l(mu_);
-  if (!broker_) return Unavailable("the embedded broker is not running on " + host_.self_name + " (is session '" + name + "' started?)");
+  if (!broker_) return Unavailable("the embedded broker is not running on " + host_.self_name() + " (is session '" + name + "' started?)");
   Value r;
   r["bootstrap"] = broker_->bootstrap_servers();
   return r;
@@ -514,7 +524,13 @@ Result<std::string> Georep::Bootstrap(const SessionConf& s) {
 
 // ------------------------------------------------------------------------------- workers
 
-void Georep::Reconcile(const ClusterConfig& c) {
+void Georep::Reconcile(const ClusterConfig& requested) {
+  // Reconciles may be asked for from several threads (commits, heartbeats, checkpoints). One
+  // runs at a time, on the configuration as it is when it starts: an older one finishing last
+  // would restart what was just stopped, or sweep the cursor of a session just created.
+  std::lock_guard<std::mutex> serial(reconcile_mu_);
+  const ClusterConfig fresh = host_.config();
+  const ClusterConfig& c = fresh.generation >= requested.generation ? fresh : requested;
   std::unique_lock<std::mutex> l(mu_);
   if (stopped_) return;
   // The embedded broker: on the node that created a running session without --kafka.

@@ -47,7 +47,7 @@ namespace drfs::mgmt {
 // What the georep service needs from its drfsd.
 struct GeorepHost {
   std::string node_uuid;
-  std::string self_name;  // "host:port" this drfsd is reached at
+  std::function<std::string()> self_name;  // "host:port" this drfsd is reached at
   std::string hostname;
   std::string state_dir;
   TlsConfig tls;
@@ -103,7 +103,8 @@ class Georep {
   Result<const SessionConf*> FindSession(const ClusterConfig& c, const std::string& name) const;
 
   GeorepHost host_;
-  std::mutex mu_;  // the members below; Reconcile runs one at a time
+  std::mutex reconcile_mu_;  // one Reconcile at a time, each on the newest configuration
+  std::mutex mu_;  // the members below
   bool stopped_ = false;
   std::unique_ptr<kafka::EmbeddedBroker> broker_;
   std::map<std::string, int> topics_;  // created on the embedded broker: topic -> partitions

@@ -6,6 +6,7 @@
 #include <mutex>
 #include <thread>
 
+#include "common/file.h"
 #include "common/log.h"
 #include "common/time.h"
 #include "georep/format.h"
@@ -19,10 +20,12 @@ struct Applier::Impl {
 
   ApplierOptions opts;
   std::unique_ptr<BatchApplier> batches;
+  std::mutex producer_mu;  // producer: shared by the replica sets' threads, replaced on Aborted
   std::unique_ptr<kafka::Producer> producer;
   std::atomic<bool> stop{false};
   std::vector<std::thread> threads;
 
+  std::atomic<bool> broker_same{true};  // the broker is the one the stored offsets come from
   std::mutex vol_mu;  // the shared volume client: (re)opened by whichever thread needs it
   std::shared_ptr<volume::VolumeClient> vol;
 
@@ -92,10 +95,24 @@ void Applier::Impl::Ack(uint32_t rs, bool gap) {
   a.applied_ops = pos->applied_ops;
   a.failures = pos->failures;
   a.sent_ns = NowNs();
+  std::lock_guard<std::mutex> l(producer_mu);
+  if (!producer) {
+    auto p = kafka::Producer::Create(opts.kafka);
+    if (!p.ok()) {
+      SetFaulty(rs, "Kafka producer for acks: " + p.status().ToString());
+      return;
+    }
+    producer = std::move(*p);
+  }
   Status s = producer->Produce(georep::AckTopic(opts.session), static_cast<int32_t>(rs),
                                georep::PartitionKey(rs), georep::EncodeAck(a),
                                [](const Status&, int64_t) {});
-  if (!s.ok()) {
+  if (s.code() == Code::kAborted) {
+    // A fatal producer error: this producer sends nothing more; the next ack makes a new one.
+    DRFS_LOG(Warn) << "georep " << opts.session << ": ack producer failed for good ("
+                   << s.ToString() << "); making a new one";
+    producer.reset();
+  } else if (!s.ok()) {
     DRFS_LOG(Debug) << "georep " << opts.session << ": ack not queued: " << s.ToString();
   }
 }
@@ -104,6 +121,7 @@ void Applier::Impl::Run(uint32_t rs) {
   const std::string topic = georep::BatchTopic(opts.session);
   std::unique_ptr<kafka::Consumer> consumer;
   uint64_t last_ack_ns = 0;
+  bool same_log = broker_same.load();  // once assigned, the offsets stored from now on are this log's
   while (!stop.load()) {
     if (!consumer) {
       kafka::Properties p = opts.kafka;
@@ -115,7 +133,11 @@ void Applier::Impl::Run(uint32_t rs) {
         continue;
       }
       auto pos = batches->GetPosition(rs);
-      const int64_t from = pos.ok() && pos->kafka_offset >= 0 ? pos->kafka_offset + 1 : kafka::Consumer::kBeginning;
+      // A stored offset means something only in the log it was read from: after the broker
+      // changed (the embedded one restarted empty on a new address), read from the start and
+      // let LSN dedup drop what was applied.
+      const int64_t from = same_log && pos.ok() && pos->kafka_offset >= 0 ? pos->kafka_offset + 1
+                                                                          : kafka::Consumer::kBeginning;
       Status s = (*c)->Assign(topic, static_cast<int32_t>(rs), from);
       if (!s.ok()) {
         SetFaulty(rs, "Kafka: " + s.ToString());
@@ -123,6 +145,7 @@ void Applier::Impl::Run(uint32_t rs) {
         continue;
       }
       consumer = std::move(*c);
+      same_log = true;
     }
     auto m = consumer->Poll(200ms);
     if (!m.ok()) {
@@ -139,6 +162,7 @@ void Applier::Impl::Run(uint32_t rs) {
       Sleep(opts.retry_backoff);
       continue;
     }
+    SetFaulty(rs, "");  // Kafka answered
     if (!m->has_value()) {
       if (MonotonicNs() - last_ack_ns > static_cast<uint64_t>(opts.idle_ack_interval.count()) * 1000000ull) {
         Ack(rs, false);
@@ -243,6 +267,18 @@ Result<std::unique_ptr<Applier>> Applier::Start(const ApplierOptions& options) {
   auto impl = std::make_unique<Impl>(options);
   DRFS_ASSIGN_OR_RETURN(impl->batches, BatchApplier::Open(options.db_path, options.session));
   DRFS_ASSIGN_OR_RETURN(impl->producer, kafka::Producer::Create(options.kafka));
+  // Which broker the stored offsets belong to: DB_PATH.broker holds its bootstrap address.
+  {
+    const std::string path = options.db_path + ".broker";
+    auto it = options.kafka.find("bootstrap.servers");
+    const std::string now = it == options.kafka.end() ? "" : it->second;
+    auto before = ReadFileToString(FileSystem::Default(), path);
+    impl->broker_same.store(before.ok() && *before == now);
+    if (!before.ok() || *before != now) {
+      Status w = WriteFileAtomically(FileSystem::Default(), path, now);
+      if (!w.ok()) DRFS_LOG(Warn) << "georep " << options.session << ": " << w.ToString();
+    }
+  }
   impl->info.state = "Active";
   Impl* p = impl.get();
   for (int rs = 0; rs < std::max(1, options.replica_sets); ++rs) {

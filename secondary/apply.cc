@@ -268,6 +268,17 @@ Plan MakePlan(const std::optional<Position>& stored, uint64_t stored_replay_unti
   } else {
     const bool empty = b.items.empty() && h.first_lsn == 0 && h.last_lsn == 0;
     const bool lsn_mode = same_stream || (same_brick && !(h.flags & georep::kBatchReplay));
+    if ((!stored || !lsn_mode) && !empty && !(h.flags & georep::kBatchResume)) {
+      // A stream this applier has not followed yet can only be entered at its start: the
+      // batch that says where it resumes. Entering anywhere later would skip the records
+      // before it (the start was lost: evicted by the broker, or never read).
+      plan.early = Outcome::kGap;
+      return plan;
+    }
+    if (!stored && !empty && h.first_lsn > h.resume_lsn + 1 && h.resume_brick == h.source_brick) {
+      plan.early = Outcome::kGap;  // it does not even start where it says it resumes
+      return plan;
+    }
     if (!stored || !lsn_mode) {
       plan.lenient_all = true;
       if (empty) {

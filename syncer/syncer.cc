@@ -118,6 +118,8 @@ struct Syncer::Impl {
   std::string resume_brick;
   uint64_t resume_lsn = 0;
   bool resend = false;
+  bool own_ack_seen = false;      // an ack with this term's token has arrived
+  uint64_t resend_backoff_ns = 0; // stalled-ack resends back off (reset on progress)
   uint64_t last_gap_resend_ns = 0;
   uint64_t checkpoint_lsn = 0;
   uint64_t checkpoint_for = 0;  // the checkpoint_ns checkpoint_lsn was computed for
@@ -142,6 +144,7 @@ struct Syncer::Impl {
   Result<std::optional<changelog::Entry>> NextEntry(std::chrono::milliseconds timeout);
   void PollAcks(std::chrono::milliseconds timeout);
   void OnAck(const georep::Ack& a);
+  void MaybeGapResend(const georep::Ack& a);
   Status EnsureKafka();
   Status EnsureDataClient();
   Status Resend(const std::string& why);
@@ -204,8 +207,8 @@ void Syncer::Impl::PassiveStep() {
   // complete without them. It waits Passive until self-heal has brought it up to date.
   auto sink = HealSinkObjects();
   if (!sink.ok() || *sink > 0) {
-    SetState("Passive", sink.ok() ? "this brick needs heal (" + std::to_string(*sink) +
-                                        " objects pending on other bricks); not eligible until healed"
+    SetState("Passive", sink.ok() ? std::string("this brick needs heal (other bricks hold writes "
+                                                "it missed); not eligible until healed")
                                   : "cannot check whether this brick needs heal: " + sink.status().message());
     return;
   }
@@ -291,9 +294,17 @@ Result<size_t> Syncer::Impl::HealSinkObjects() {
           break;
         }
       }
+      if (objects > 0) break;  // one is enough to say no
     }
+    if (objects > 0) break;
   }
-  (void)asked;
+  // Without a majority of the replica set (this brick included) answering, "nobody accuses
+  // this brick" means nothing: the bricks that did not answer may.
+  if (objects == 0 && (asked + 1) * 2 <= opts.replica_bricks.size()) {
+    return Unavailable("only " + std::to_string(asked) + " of the other " +
+                       std::to_string(opts.replica_bricks.size() - 1) +
+                       " bricks of the replica set answered");
+  }
   sink_objects = objects;
   last_sink_check_ns = MonotonicNs();
   return objects;
@@ -396,12 +407,23 @@ void Syncer::Impl::OnAck(const georep::Ack& a) {
     SetState("Passive", "a newer syncer (token " + std::to_string(a.token) + ") is Active");
     return;
   }
-  if (a.token != token || a.source_brick != opts.brick_id) return;  // not ours yet
-  replay_next = false;
+  if (a.source_brick != opts.brick_id || a.token > token) {
+    // Not about this journal yet. A gap reported before the applier took any batch of ours
+    // means our run's first batch never reached it: resend (rate-limited below).
+    if (a.gap && !own_ack_seen) MaybeGapResend(a);
+    return;
+  }
+  // An ack for this journal, of this term or an earlier one (the applier keeps an older token
+  // when it drops our resent batches as duplicates): what it says is applied is applied.
+  if (a.token == token) {
+    own_ack_seen = true;
+    replay_next = false;
+  }
   if (a.applied_lsn > acked_lsn) {
     acked_lsn = a.applied_lsn;
     acked_ts = a.applied_ts_ns;
     last_progress_ns = MonotonicNs();
+    resend_backoff_ns = 0;
     while (!inflight.empty() && inflight.front().last <= acked_lsn &&
            (inflight.front().last < acked_lsn || inflight.front().last_complete)) {
       inflight.pop_front();
@@ -412,8 +434,12 @@ void Syncer::Impl::OnAck(const georep::Ack& a) {
   // still reads the older messages in the partition before it reaches the resent ones, and
   // each of those is a gap too; resending again for them would start over forever. So a gap
   // only triggers a resend once nothing has moved for a while since the last resend or ack.
+  if (a.gap) MaybeGapResend(a);
+}
+
+void Syncer::Impl::MaybeGapResend(const georep::Ack&) {
   const uint64_t now = MonotonicNs();
-  if (a.gap && now - last_progress_ns > 3000000000ull && now - last_gap_resend_ns > 3000000000ull) {
+  if (now - last_progress_ns > 3000000000ull && now - last_gap_resend_ns > 3000000000ull) {
     last_gap_resend_ns = now;
     resend = true;
   }
@@ -492,6 +518,8 @@ Status Syncer::Impl::BecomeActive() {
   }
   token = std::max(max_seen_token + 1, epoch_ms);
   active = true;
+  own_ack_seen = false;
+  resend_backoff_ns = 0;
   inflight.clear();
   resend = false;
   changelog::CursorStore cs(opts.changelog_dir);
@@ -563,8 +591,9 @@ Status Syncer::Impl::OpenReader(uint64_t from) {
       return FailedPrecondition(
           "brick " + opts.brick_name + ": journal record " + std::to_string(from) +
           " is no longer kept (" + r.status().message() +
-          "); the secondary cannot be brought up to date from the journal. Delete and recreate "
-          "the session to sync the volume again");
+          "); the secondary cannot be brought up to date from this journal (an initial crawl "
+          "of the volume is not implemented yet). Copy the volume to the secondary by other "
+          "means, or keep journals until sessions have applied them");
     }
     return r.status();
   }
@@ -595,7 +624,11 @@ Status Syncer::Impl::Resend(const std::string& why) {
   resume_next = true;
   resume_brick = opts.brick_id;
   resume_lsn = acked_lsn;
-  if (replay_next && last_ack) resume_brick = last_ack->source_brick;
+  if (replay_next && last_ack) {
+    // Still replaying a takeover: say where the applier stood in the journal we took over.
+    resume_brick = last_ack->source_brick;
+    resume_lsn = last_ack->applied_lsn;
+  }
   last_progress_ns = MonotonicNs();
   {
     std::lock_guard<std::mutex> l(mu);
@@ -658,11 +691,28 @@ Status Syncer::Impl::ActiveStep() {
     SetState("Passive", "lost the lock on a majority of bricks");
     return Status::Ok();
   }
+  // A write can fail on this brick alone while its connection stays up (ENOSPC, EIO, a
+  // timeout): look again now and then whether other bricks accuse it, and hand over if so.
+  if (MonotonicNs() - last_sink_check_ns > 10000000000ull) {
+    auto sink = HealSinkObjects();
+    last_sink_check_ns = MonotonicNs();
+    if (sink.ok() && *sink > 0) {
+      StepDown("other bricks hold writes this brick missed");
+      SetState("Passive", "this brick needs heal; not eligible until healed");
+      return Status::Ok();
+    }
+  }
   UpdateCheckpoint();
+  if (!active) return Status::Ok();  // the checkpoint check found this brick needs heal
   const uint64_t now = MonotonicNs();
-  if (!resend && !inflight.empty() &&
-      now - last_progress_ns > static_cast<uint64_t>(opts.resend_timeout.count()) * 1000000ull) {
+  // Acks stalled with messages outstanding: resend, backing off (x2 up to 16x the timeout)
+  // while nothing moves, so a secondary that is down for long does not make the topic grow by
+  // a window every timeout.
+  const uint64_t stall_ns = static_cast<uint64_t>(opts.resend_timeout.count()) * 1000000ull;
+  if (!resend && !inflight.empty() && now - last_progress_ns > stall_ns + resend_backoff_ns) {
     resend = true;
+    resend_backoff_ns = std::min<uint64_t>(resend_backoff_ns == 0 ? stall_ns : resend_backoff_ns * 2,
+                                           16 * stall_ns);
   }
   if (resend) DRFS_RETURN_IF_ERROR(Resend(inflight.empty() ? "the applier reported a gap"
                                                             : "no acknowledgement progress"));
