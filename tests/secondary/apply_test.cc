@@ -167,6 +167,9 @@ struct Stream {
   uint32_t flags = 0;
   std::string resume_brick;
   uint64_t resume_lsn = 0;
+  // Every batch says where its stream resumes, as a syncer's first batch of a run does: the
+  // applier enters a stream only there. Tests of a lost first batch turn it off.
+  bool resume = true;
 };
 
 Batch MakeBatch(std::vector<Item> items, const Stream& s = {}) {
@@ -177,7 +180,7 @@ Batch MakeBatch(std::vector<Item> items, const Stream& s = {}) {
   b.header.epoch = s.epoch;
   b.header.token = s.token;
   b.header.source_brick = s.brick;
-  b.header.flags = s.flags;
+  b.header.flags = s.flags | (s.resume ? georep::kBatchResume : 0u);
   b.header.resume_brick = s.resume_brick;
   b.header.resume_lsn = s.resume_lsn;
   if (!items.empty()) {
@@ -1023,6 +1026,36 @@ TEST_F(ApplyTest, ABatchOfAnotherSessionIsRefused) {
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), Code::kInvalidArgument);
   EXPECT_NE(r.status().message().find("other"), std::string::npos);
+}
+
+// The first batch of a stream (the one that says where it resumes) was lost, e.g. evicted by
+// the broker before the applier read it: a later batch of that stream must not be entered
+// (that would skip the records before it); it is a gap, and the syncer resends from the start.
+TEST_F(ApplyTest, AStreamIsEnteredOnlyWhereItResumes) {
+  Journal j;
+  const Gfid a = Gfid::Random(), b = Gfid::Random();
+  Item first = j.Create(a, Gfid::Root(), "first");
+  Item second = j.Create(b, Gfid::Root(), "second");
+  Stream later;
+  later.resume = false;
+  EXPECT_EQ(MustApply(MakeBatch({second}, later), 1), Outcome::kGap);
+  EXPECT_FALSE(vc_->Lookup(Gfid::Root(), "second").ok());
+  // The resend starts at the beginning, saying so.
+  Stream start;
+  start.resume_brick = start.brick;
+  start.resume_lsn = 0;
+  EXPECT_EQ(MustApply(MakeBatch({first, second}, start), 2), Outcome::kApplied);
+  EXPECT_TRUE(vc_->Lookup(Gfid::Root(), "first").ok());
+  EXPECT_TRUE(vc_->Lookup(Gfid::Root(), "second").ok());
+  // A takeover's run on another brick is entered only at its flagged first batch too.
+  Journal k(100);
+  Stream other;
+  other.token = 2;
+  other.brick = "brick-b";
+  other.resume = false;
+  EXPECT_EQ(MustApply(MakeBatch({k.Create(Gfid::Random(), Gfid::Root(), "third")}, other), 3),
+            Outcome::kGap);
+  EXPECT_FALSE(vc_->Lookup(Gfid::Root(), "third").ok());
 }
 
 }  // namespace
