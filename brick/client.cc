@@ -22,14 +22,16 @@ Result<std::string> ReadApplierSecretFile(const std::string& path) {
     return Status(Code::kFailedPrecondition,
                   "cannot open " + what + ": " + std::strerror(e) +
                       "; create it with a random secret (mode 0600), e.g. 'openssl rand -hex 32 "
-                      "> " + path + " && chmod 600 " + path + "'",
+                      "> " +
+                      path + " && chmod 600 " + path + "'",
                   e);
   }
   struct stat st {};
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd);
-    return FailedPrecondition(what + " is not a regular file; point --applier-secret-file at "
-                                     "the file holding the secret");
+    return FailedPrecondition(what +
+                              " is not a regular file; point --applier-secret-file at "
+                              "the file holding the secret");
   }
   if ((st.st_mode & 077) != 0) {
     ::close(fd);
@@ -37,7 +39,8 @@ Result<std::string> ReadApplierSecretFile(const std::string& path) {
     std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
     return FailedPrecondition(what + " has mode " + mode +
                               ": group or others may access it, and whoever reads it can write "
-                              "to this read-only brick; run 'chmod 600 " + path + "'");
+                              "to this read-only brick; run 'chmod 600 " +
+                              path + "'");
   }
   std::string secret;
   char buf[4096];
@@ -62,8 +65,9 @@ Result<std::string> ReadApplierSecretFile(const std::string& path) {
   const char* ws = " \t\r\n";
   const size_t b = secret.find_first_not_of(ws);
   if (b == std::string::npos) {
-    return FailedPrecondition(what + " is empty; put a random secret in it (e.g. 'openssl rand "
-                                     "-hex 32'), the same one the applier is given");
+    return FailedPrecondition(what +
+                              " is empty; put a random secret in it (e.g. 'openssl rand "
+                              "-hex 32'), the same one the applier is given");
   }
   secret = secret.substr(b, secret.find_last_not_of(ws) - b + 1);
   return secret;

@@ -158,8 +158,7 @@ void BrickServer::HandleHello(const PeerInfo& peer, const Frame& request, Send s
       const bool first = refused_conns_.insert(peer.connection_id).second;
       l.unlock();
       if (first) {
-        DRFS_LOG(Warn) << "brick " << opts_.dir << ": client '" << q.name << "' at "
-                       << peer.address
+        DRFS_LOG(Warn) << "brick " << opts_.dir << ": client '" << q.name << "' at " << peer.address
                        << " presented a wrong applier secret; it stays read-only to it";
       }
       send(ErrorReply(EACCES, "brick " + opts_.dir +

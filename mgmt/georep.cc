@@ -84,8 +84,8 @@ Result<std::string> EnsureApplierSecret(const std::string& state_dir, const std:
   const std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + hex.substr(0, 8);
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) return ErrnoStatus(errno, "cannot create " + tmp);
-  const bool ok = ::write(fd, hex.data(), hex.size()) == static_cast<ssize_t>(hex.size()) &&
-                  ::fsync(fd) == 0;
+  const bool ok =
+      ::write(fd, hex.data(), hex.size()) == static_cast<ssize_t>(hex.size()) && ::fsync(fd) == 0;
   const int werr = errno;
   ::close(fd);
   if (!ok) {
