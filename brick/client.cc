@@ -1,20 +1,104 @@
 #include "brick/client.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "common/log.h"
 
 namespace drfs::brick {
 
 using namespace brick_proto;
 
+Result<std::string> ReadApplierSecretFile(const std::string& path) {
+  const std::string what = "applier secret file " + path;
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    const int e = errno;
+    return Status(Code::kFailedPrecondition,
+                  "cannot open " + what + ": " + std::strerror(e) +
+                      "; create it with a random secret (mode 0600), e.g. 'openssl rand -hex 32 "
+                      "> " +
+                      path + " && chmod 600 " + path + "'",
+                  e);
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return FailedPrecondition(what +
+                              " is not a regular file; point --applier-secret-file at "
+                              "the file holding the secret");
+  }
+  if ((st.st_mode & 077) != 0) {
+    ::close(fd);
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    return FailedPrecondition(what + " has mode " + mode +
+                              ": group or others may access it, and whoever reads it can write "
+                              "to this read-only brick; run 'chmod 600 " +
+                              path + "'");
+  }
+  std::string secret;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int e = errno;
+      ::close(fd);
+      return Status(Code::kFailedPrecondition, "cannot read " + what + ": " + std::strerror(e), e);
+    }
+    if (n == 0) break;
+    secret.append(buf, static_cast<size_t>(n));
+    if (secret.size() > brick_proto::kMaxXattrValue) {
+      ::close(fd);
+      return FailedPrecondition(what + " is larger than " +
+                                std::to_string(brick_proto::kMaxXattrValue) +
+                                " bytes; is it the right file?");
+    }
+  }
+  ::close(fd);
+  const char* ws = " \t\r\n";
+  const size_t b = secret.find_first_not_of(ws);
+  if (b == std::string::npos) {
+    return FailedPrecondition(what +
+                              " is empty; put a random secret in it (e.g. 'openssl rand "
+                              "-hex 32'), the same one the applier is given");
+  }
+  secret = secret.substr(b, secret.find_last_not_of(ws) - b + 1);
+  return secret;
+}
+
 Result<std::unique_ptr<BrickClient>> BrickClient::Connect(const std::string& host, uint16_t port,
                                                           const TlsConfig& tls,
-                                                          const ClientOptions& options) {
-  DRFS_ASSIGN_OR_RETURN(auto rpc, RpcClient::Connect(host, port, tls, options));
-  std::unique_ptr<BrickClient> c(new BrickClient(std::move(rpc)));
+                                                          const ClientOptions& options,
+                                                          const std::string& applier_secret) {
   Request hello;
   hello.op = Op::kHello;
   hello.name = "drfs-client";
   hello.flags = kProtocolVersion;
+  hello.xattr_value = applier_secret;
+  ClientOptions co = options;
+  if (!applier_secret.empty()) {
+    // The brick remembers the secret per connection: say it again on every reconnect. The
+    // first connection also gets the explicit hello below, whose answer Connect reports.
+    co.handshake_op = static_cast<uint16_t>(Op::kHello);
+    EncodeRequest(hello, &co.handshake_payload);
+    const std::string target = host + ":" + std::to_string(port);
+    co.on_handshake_reply = [target](Result<Frame> f) {
+      Reply r;
+      if (f.ok() && DecodeReply(Op::kHello, f->payload, &r).ok() && r.err != 0) {
+        DRFS_LOG(Warn) << "brick " << target << " refused this client's applier hello after a "
+                       << "reconnect: " << r.message;
+      }
+    };
+  }
+  DRFS_ASSIGN_OR_RETURN(auto rpc, RpcClient::Connect(host, port, tls, co));
+  std::unique_ptr<BrickClient> c(new BrickClient(std::move(rpc)));
   DRFS_ASSIGN_OR_RETURN(Reply r, c->CallSync(hello));
   c->brick_id_ = r.data;
   return c;

@@ -20,14 +20,24 @@
 
 namespace drfs::brick {
 
+// The applier secret kept in `path` (the brick's --applier-secret-file, which the applier
+// reads too): its content without surrounding whitespace. FailedPrecondition, naming the file
+// and the fix, when it is missing, empty, not a regular file, or accessible to group or others
+// (the secret is what keeps everyone else off a secondary's bricks).
+Result<std::string> ReadApplierSecretFile(const std::string& path);
+
 class BrickClient {
  public:
   using Callback = std::function<void(Result<brick_proto::Reply>)>;
 
-  // Connects and says hello; the brick's id is then brick_id().
+  // Connects and says hello; the brick's id is then brick_id(). A non-empty `applier_secret`
+  // goes in the hello of every connection (reconnects included), which makes this client the
+  // applier of a read-only brick started with that secret; a brick with another secret
+  // refuses it (PermissionDenied, errno EACCES), and one without a secret ignores it.
   static Result<std::unique_ptr<BrickClient>> Connect(const std::string& host, uint16_t port,
                                                       const TlsConfig& tls = {},
-                                                      const ClientOptions& options = {});
+                                                      const ClientOptions& options = {},
+                                                      const std::string& applier_secret = "");
 
   void Call(const brick_proto::Request& request, Callback done);
   std::future<Result<brick_proto::Reply>> Call(const brick_proto::Request& request);

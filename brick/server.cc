@@ -1,5 +1,7 @@
 #include "brick/server.h"
 
+#include <openssl/crypto.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -32,6 +34,11 @@ BrickServer::BrickServer(const BrickServerOptions& options, std::unique_ptr<Back
 
 Result<std::unique_ptr<BrickServer>> BrickServer::Start(const BrickServerOptions& options) {
   DRFS_ASSIGN_OR_RETURN(auto backend, Backend::Open(options.dir, options.backend));
+  if (!options.applier_secret.empty() && !options.backend.read_only) {
+    return InvalidArgument("brick " + options.dir +
+                           ": an applier secret only means something on a read-only brick; "
+                           "add --read-only or drop --applier-secret-file");
+  }
   std::unique_ptr<BrickServer> s(new BrickServer(options, std::move(backend)));
   ServerOptions so;
   so.io_threads = options.io_threads;
@@ -39,6 +46,9 @@ Result<std::unique_ptr<BrickServer>> BrickServer::Start(const BrickServerOptions
   // A client that goes away (crashed, partitioned, closed) releases its locks and waits.
   so.on_close = [self](const PeerInfo& peer) {
     self->locks_.ReleaseConnection(peer.connection_id);
+    std::lock_guard<std::mutex> l(self->conn_mu_);
+    self->applier_conns_.erase(peer.connection_id);
+    self->refused_conns_.erase(peer.connection_id);
   };
   Status st = s->rpc_.Start(
       options.host, options.port, options.tls,
@@ -50,7 +60,10 @@ Result<std::unique_ptr<BrickServer>> BrickServer::Start(const BrickServerOptions
   DRFS_LOG(Info) << "brick " << options.dir << " (id " << s->backend_->brick_id().ToString()
                  << ") serving on " << options.host << ":" << s->port()
                  << (options.tls.enabled() ? " with TLS" : "")
-                 << (options.backend.read_only ? ", read-only" : "")
+                 << (options.backend.read_only
+                         ? (options.applier_secret.empty() ? ", read-only"
+                                                           : ", read-only (applier by secret)")
+                         : "")
                  << (options.backend.arbiter ? ", arbiter (no file data)" : "");
   return s;
 }
@@ -83,6 +96,13 @@ void BrickServer::Handle(std::shared_ptr<const PeerInfo> peer, Frame request, Re
     HandleLock(*peer, request, send);
     return;
   }
+  if (op == static_cast<uint16_t>(Op::kHello)) {
+    HandleHello(*peer, request, send);
+    return;
+  }
+  // Decided here, in the connection's request order, not on the disk thread: a mutation sent
+  // right after the hello must not race it.
+  const bool applier = IsApplier(*peer);
   const size_t bytes = request.payload.size() + kFrameHeaderSize;
   if (queued_bytes_.fetch_add(bytes) + bytes > opts_.max_queued_bytes) {
     queued_bytes_ -= bytes;
@@ -91,7 +111,7 @@ void BrickServer::Handle(std::shared_ptr<const PeerInfo> peer, Frame request, Re
                                 " MiB of requests wait for its disk); retry shortly"));
     return;
   }
-  bool queued = disk_.Submit([this, peer, request = std::move(request), send, bytes]() {
+  bool queued = disk_.Submit([this, peer, request = std::move(request), send, bytes, applier]() {
     DRFS_FAILPOINT("brick.server.execute");  // tests hold the disk thread here (delay)
     queued_bytes_ -= bytes;
     Request req;
@@ -102,7 +122,6 @@ void BrickServer::Handle(std::shared_ptr<const PeerInfo> peer, Frame request, Re
       send(ErrorReply(EPROTO, s.message()));
       return;
     }
-    const bool applier = peer->tls && peer->role == opts_.applier_role;
     send(backend_->Execute(req, applier));
   });
   if (!queued) {
@@ -110,6 +129,49 @@ void BrickServer::Handle(std::shared_ptr<const PeerInfo> peer, Frame request, Re
     send(ErrorReply(ESHUTDOWN, "brick " + opts_.dir + " is shutting down; retry on " +
                                    "another replica or after it restarts"));
   }
+}
+
+bool BrickServer::IsApplier(const PeerInfo& peer) {
+  if (peer.tls && peer.role == opts_.applier_role) return true;
+  // Only a read-only brick asks; the others need not pay for the lookup.
+  if (opts_.applier_secret.empty()) return false;
+  std::lock_guard<std::mutex> l(conn_mu_);
+  return applier_conns_.count(peer.connection_id) != 0;
+}
+
+void BrickServer::HandleHello(const PeerInfo& peer, const Frame& request, Send send) {
+  Request q;
+  if (Status s = DecodeRequest(Op::kHello, request.payload, &q); !s.ok()) {
+    DRFS_LOG(Warn) << "brick " << opts_.dir << ": " << s.message() << " from " << peer.address;
+    send(ErrorReply(EPROTO, s.message()));
+    return;
+  }
+  // A brick without a secret (writable, or read-only for TLS appliers only) ignores one: the
+  // applier connects the same way before and after its volume turns read-only.
+  if (!q.xattr_value.empty() && !opts_.applier_secret.empty()) {
+    const std::string& want = opts_.applier_secret;
+    const bool match = q.xattr_value.size() == want.size() &&
+                       CRYPTO_memcmp(q.xattr_value.data(), want.data(), want.size()) == 0;
+    std::unique_lock<std::mutex> l(conn_mu_);
+    if (!match) {
+      applier_conns_.erase(peer.connection_id);
+      const bool first = refused_conns_.insert(peer.connection_id).second;
+      l.unlock();
+      if (first) {
+        DRFS_LOG(Warn) << "brick " << opts_.dir << ": client '" << q.name << "' at " << peer.address
+                       << " presented a wrong applier secret; it stays read-only to it";
+      }
+      send(ErrorReply(EACCES, "brick " + opts_.dir +
+                                  " refused the applier secret (it does not match the brick's "
+                                  "--applier-secret-file); check that the applier reads the "
+                                  "same secret file as the brick, then reconnect"));
+      return;
+    }
+    applier_conns_.insert(peer.connection_id);
+  }
+  Reply r;
+  r.data = backend_->brick_id().ToString();
+  send(r);
 }
 
 Reply BrickServer::ApplyMarkers(const std::vector<Gfid>& objects,
@@ -194,7 +256,7 @@ void BrickServer::HandleLock(const PeerInfo& peer, const Frame& request, Send se
     send(ErrorReply(EINVAL, what + ": unknown flags " + std::to_string(q.flags)));
     return;
   }
-  const bool applier = peer.tls && peer.role == opts_.applier_role;
+  const bool applier = IsApplier(peer);
   const LockOwner owner{peer.connection_id, q.lock_owner};
   const bool marks = AnyNonZero(q.pending);
   auto shutting_down = [this, what](const std::string& state) {

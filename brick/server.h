@@ -5,9 +5,11 @@
 // they never block on the disk; replies go back in whatever order the ops finish, written by the
 // disk thread itself when the connection has nothing else queued (plain TCP). A request
 // whose payload does not decode gets EPROTO and is logged; a malformed frame closes only that
-// connection (common/rpc.h). On a read-only brick only a peer whose certificate role is
-// "applier" may mutate. Past max_queued_bytes of requests waiting for the disk, new requests get
-// EAGAIN at once.
+// connection (common/rpc.h). On a read-only brick only the applier may mutate: a peer whose
+// certificate role is "applier", or, without TLS, a connection whose hello carried the brick's
+// applier secret (Gluster's per-volume trusted-client password). That standing belongs to the
+// connection and ends with it; a hello with a wrong secret gets EACCES and changes nothing.
+// Past max_queued_bytes of requests waiting for the disk, new requests get EAGAIN at once.
 //
 // Locks (INODELK, ENTRYLK) are the exception to "decode on a disk thread": the network thread
 // decodes them and hands them to the LockManager (brick/locks.h) at once, so a connection's
@@ -32,6 +34,8 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -57,6 +61,9 @@ struct BrickServerOptions {
   // clients on 2 cores (fewer hand-offs between io threads); TLS may want more.
   int io_threads = 1;
   std::string applier_role = "applier";
+  // Not empty (read-only bricks only): a client whose hello presents exactly this is the
+  // applier for the rest of its connection. See ReadApplierSecretFile (brick/client.h).
+  std::string applier_secret;
   // Request bytes waiting for a disk thread, across all clients. Past it, requests are answered
   // at once with EAGAIN ("brick busy; retry") instead of queued, so clients that pipeline more
   // than the disk absorbs cannot grow the brick's memory without bound.
@@ -81,6 +88,10 @@ class BrickServer {
   using Send = std::function<void(const brick_proto::Reply&)>;
   // INODELK/ENTRYLK, on the network thread.
   void HandleLock(const PeerInfo& peer, const Frame& request, Send send);
+  // HELLO, on the network thread, so the connection's next requests see its verdict.
+  void HandleHello(const PeerInfo& peer, const Frame& request, Send send);
+  // May this peer change a read-only brick? Called on the network thread, in request order.
+  bool IsApplier(const PeerInfo& peer);
   // On a disk thread: applies `deltas` to each of `objects` (XATTROP) and returns the reply
   // carrying the first one's markers. With `undo_on_error`, a failure takes back what was
   // applied to the others.
@@ -90,6 +101,11 @@ class BrickServer {
 
   const BrickServerOptions opts_;
   std::atomic<size_t> queued_bytes_{0};
+  // Connections that presented the applier secret, and those already warned about a wrong
+  // one (so a client retrying its hello logs once per connection). Dropped in on_close.
+  std::mutex conn_mu_;
+  std::set<uint64_t> applier_conns_;
+  std::set<uint64_t> refused_conns_;
   std::unique_ptr<Backend> backend_;
   // Before disk_ and rpc_, so it outlives both: grants submit work to disk_, and rpc_'s
   // on_close releases locks.

@@ -24,14 +24,16 @@ constexpr char kUsage[] =
     "usage: drfs brick <command> ...\n"
     "\n"
     "  serve --dir DIR --port PORT [--host H] [--tls-cert F --tls-key F --tls-ca F]\n"
-    "        [--read-only] [--arbiter] [--fsync always|interval|never] [--brick-id UUID]\n"
-    "        [--threads N]\n"
+    "        [--read-only [--applier-secret-file F]] [--arbiter] [--brick-id UUID]\n"
+    "        [--fsync always|interval|never] [--threads N]\n"
     "        [--fsync-interval-ms N] [--rollover-size BYTES] [--rollover-time-ms N]\n"
     "      (--threads: disk threads, default 32; they mostly wait on the journal's fsync)\n"
     "      Export DIR as a brick, in the foreground, until SIGINT or SIGTERM. Every mutation is\n"
     "      journaled to DIR/.drfs/changelog (see 'drfs changelog'). --port 0 picks a free port\n"
-    "      and prints it. With --read-only only a client whose certificate role is 'applier'\n"
-    "      may change anything. An --arbiter brick keeps names, attributes and xattrs but no file\n"
+    "      and prints it. With --read-only only the applier may change anything: a client\n"
+    "      whose certificate role is 'applier', or one whose hello presents the secret kept in\n"
+    "      the --applier-secret-file F (mode 0600, not empty; drfsd makes one per secondary\n"
+    "      volume). Every other client's mutation gets EROFS. An --arbiter brick keeps names, attributes and xattrs but no file\n"
     "      data (the tie-breaker of a 'replica 3 arbiter 1' set): writes are journaled but not\n"
     "      stored, and reads fail.\n"
     "\n"
@@ -39,7 +41,7 @@ constexpr char kUsage[] =
     "        --uid N --gid N --rdev N --flags N --target T --offset N --length N --data STR\n"
     "        --size N --atime-ns N --mtime-ns N --set mode,uid,gid,size,atime,mtime\n"
     "        --xattr NAME --value STR --owner N --pending N,N,...]\n"
-    "        [--tls-cert F --tls-key F --tls-ca F] [--json]\n"
+    "        [--tls-cert F --tls-key F --tls-ca F] [--applier-secret-file F] [--json]\n"
     "      Send one brick protocol op and print the reply (debugging and demos). OP is one of\n"
     "      LOOKUP GETATTR SETATTR MKDIR CREATE MKNOD SYMLINK READLINK LINK UNLINK RMDIR RENAME\n"
     "      READ WRITE FSYNC FALLOCATE READDIR STATFS ACCESS GETXATTR SETXATTR LISTXATTR\n"
@@ -48,7 +50,8 @@ constexpr char kUsage[] =
     "      XATTROP adds --pending deltas to an object's pending-heal markers and prints them;\n"
     "      HEAL_INDEX lists the gfids with markers not all zero (--offset cookie, --length max).\n"
     "      INODELK/ENTRYLK take --owner and --flags (1 unlock, 2 block); a lock lasts only as\n"
-    "      long as the command's connection, so this is for probing whether one is free.\n";
+    "      long as the command's connection, so this is for probing whether one is free.\n"
+    "      --applier-secret-file sends the secret in F with the hello, as the applier does.\n";
 
 volatile sig_atomic_t g_stop = 0;
 void OnSignal(int) { g_stop = 1; }
@@ -68,6 +71,14 @@ int Serve(const Args& a) {
   if (!tls.ok()) return UsageError(tls.status().message(), kUsage);
   o.tls = *tls;
   o.backend.read_only = a.Has("read-only");
+  if (auto f = a.Get("applier-secret-file")) {
+    if (!o.backend.read_only) {
+      return UsageError("--applier-secret-file only applies to a --read-only brick", kUsage);
+    }
+    auto secret = brick::ReadApplierSecretFile(*f);
+    if (!secret.ok()) return Fail(secret.status().WithContext("brick " + o.dir));
+    o.applier_secret = std::move(*secret);
+  }
   o.backend.arbiter = a.Has("arbiter");
   o.backend.journal.epoch = 0;  // keep the journal's epoch
   if (auto v = a.Get("fsync")) {
@@ -224,7 +235,13 @@ int OpCmd(const Args& a) {
   if (Status s = FillRequest(a, &q); !s.ok()) return UsageError(s.message(), kUsage);
   ClientOptions co;
   co.connect_timeout = std::chrono::milliseconds(5000);
-  auto client = brick::BrickClient::Connect(host, port, TlsFromArgs(a), co);
+  std::string secret;
+  if (auto f = a.Get("applier-secret-file")) {
+    auto s = brick::ReadApplierSecretFile(*f);
+    if (!s.ok()) return Fail(s.status());
+    secret = std::move(*s);
+  }
+  auto client = brick::BrickClient::Connect(host, port, TlsFromArgs(a), co, secret);
   if (!client.ok()) return Fail(client.status());
   auto r = (*client)->Call(q).get();
   if (!r.ok()) return Fail(r.status());
@@ -295,12 +312,14 @@ int BrickCommand(int argc, char** argv, int first) {
   if (cmd == "serve") {
     spec = {{"read-only", "arbiter"},
             {"dir", "port", "host", "tls-cert", "tls-key", "tls-ca", "fsync", "brick-id",
-             "fsync-interval-ms", "rollover-size", "rollover-time-ms", "threads"}};
+             "fsync-interval-ms", "rollover-size", "rollover-time-ms", "threads",
+             "applier-secret-file"}};
   } else if (cmd == "op") {
     spec = {{"json"},
             {"gfid", "parent", "name", "new-parent", "new-name", "mode", "uid", "gid", "rdev",
              "flags", "target", "offset", "length", "data", "size", "atime-ns", "mtime-ns", "set",
-             "xattr", "value", "owner", "pending", "tls-cert", "tls-key", "tls-ca"}};
+             "xattr", "value", "owner", "pending", "tls-cert", "tls-key", "tls-ca",
+             "applier-secret-file"}};
   } else {
     return UsageError("unknown brick command '" + cmd + "'", kUsage);
   }

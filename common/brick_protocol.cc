@@ -25,6 +25,9 @@ enum : uint32_t {
   kFName = 1u << 12,  // name alone (hello)
   kFLock = 1u << 13,  // lock_owner
   kFPending = 1u << 14,
+  // xattr_value, last and optional: encoded only when not empty, decoded when bytes remain.
+  // The hello's applier secret, so a hello without one keeps the layout it always had.
+  kFOptXValue = 1u << 15,
 };
 
 // Reply groups on success.
@@ -49,7 +52,7 @@ struct OpInfo {
 const OpInfo& Info(Op op) {
   static const OpInfo kTable[kMaxOp + 1] = {
       {"INVALID", 0, 0, false},
-      /* kHello */ {"HELLO", kFName | kFFlags, kRData, false},
+      /* kHello */ {"HELLO", kFName | kFFlags | kFOptXValue, kRData, false},
       /* kLookup */ {"LOOKUP", kFEntry, kRAttr | kRPending, false},
       /* kGetattr */ {"GETATTR", kFGfid, kRAttr | kRPending, false},
       /* kSetattr */ {"SETATTR", kFGfid | kFAttr, kRAttr | kRLsn, true},
@@ -214,6 +217,7 @@ void EncodeRequest(const Request& r, std::string* out) {
   if (f & kFName) PutLengthPrefixed(out, r.name);
   if (f & kFLock) PutFixed64(out, r.lock_owner);
   if (f & kFPending) PutCounters(out, r.pending);
+  if ((f & kFOptXValue) && !r.xattr_value.empty()) PutLengthPrefixed(out, r.xattr_value);
 }
 
 Status DecodeRequest(Op op, std::string_view in, Request* out) {
@@ -261,6 +265,9 @@ Status DecodeRequest(Op op, std::string_view in, Request* out) {
   if (f & kFLock) d.GetFixed64(&r.lock_owner);
   if ((f & kFPending) && d.ok() && !GetCounters(&d, &r.pending)) {
     return Malformed("request (pending counters)", op);
+  }
+  if ((f & kFOptXValue) && d.ok() && !d.empty()) {
+    d.GetLengthPrefixed(&r.xattr_value, kMaxXattrValue);
   }
   if (!d.ok()) return Malformed("request (a field is cut short or over its limit)", op);
   if (!d.empty()) return Malformed("request (trailing bytes)", op);

@@ -27,7 +27,12 @@ namespace drfs::brick_proto {
 inline constexpr uint16_t kProtocolVersion = 1;
 
 enum class Op : uint16_t {
-  kHello = 1,  // name = client name; flags = protocol version. Reply: data = brick id
+  // name = client name; flags = protocol version; xattr_value = the applier secret (optional,
+  // encoded last and only when set; see docs/brick.md "Read-only bricks"). Reply: data = brick
+  // id. A brick started with an applier secret answers a wrong one with EACCES; a right one
+  // lets this connection mutate the read-only brick. The brick handles it on the network
+  // thread, so requests sent after it on the connection see its effect.
+  kHello = 1,
   kLookup = 2,
   kGetattr = 3,
   kSetattr = 4,
@@ -151,7 +156,7 @@ struct Request {
   uint32_t attr_valid = 0;  // kSetattr: kAttr* bits, values in mode/uid/gid/size/atime/mtime
   uint64_t size = 0;
   int64_t atime_ns = 0, mtime_ns = 0;
-  std::string xattr_name, xattr_value;
+  std::string xattr_name, xattr_value;  // kHello: xattr_value = the applier secret, if any
   uint64_t lock_owner = 0;       // kInodelk, kEntrylk
   std::vector<int32_t> pending;  // kInodelk, kEntrylk, kXattrop: deltas to the markers
   friend bool operator==(const Request&, const Request&) = default;

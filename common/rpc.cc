@@ -865,6 +865,19 @@ void ClientCore::Connected(const std::shared_ptr<ClientConn>& c) {
   if (on_connect_result) std::exchange(on_connect_result, nullptr)(Status::Ok());
   {
     std::lock_guard<std::mutex> l(mu);
+    if (options.handshake_op != 0) {
+      // Queued ahead of every waiting call, and direct calls wait until the queue is written:
+      // the server sees it first on this connection.
+      const uint64_t id = ++next_id;
+      Pending p;
+      p.op = options.handshake_op;
+      p.done = options.on_handshake_reply ? options.on_handshake_reply : [](Result<Frame>) {};
+      p.deadline = Clock::now() + options.request_timeout;
+      if (!deadline_armed) ArmDeadline(p.deadline);
+      calls[id] = std::move(p);
+      c->queue.push_back(
+          EncodeFrame(Frame{kFrameRequest, options.handshake_op, id, options.handshake_payload}));
+    }
     for (uint64_t id : unsent) {
       auto it = calls.find(id);
       if (it != calls.end()) c->queue.push_back(std::move(it->second.bytes));

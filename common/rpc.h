@@ -134,6 +134,13 @@ struct ClientOptions {
   // with Unavailable at once (see RpcClient::lost()). For callers whose server-side state (locks)
   // lives and dies with one connection: they make a new client instead.
   bool reconnect = true;
+  // A request sent first on every connection this client makes, before any call, its reply
+  // handed to on_handshake_reply (which may be empty; it runs on an io thread and must not
+  // block). For per-connection state on the server that must survive a reconnect: the brick
+  // keys the applier's standing by connection, so its hello is repeated on each. op 0: none.
+  uint16_t handshake_op = 0;
+  std::string handshake_payload;
+  std::function<void(Result<Frame>)> on_handshake_reply;
 };
 
 // One connection to one server, re-established on demand. Thread-safe.

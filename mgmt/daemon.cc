@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <fstream>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -150,7 +151,13 @@ class Daemon::Impl {
   Result<Value> VolumeHeal(const Value& args);
   // Self-heal daemons: one per started replicated volume with a brick on this node.
   void ReconcileShd(const ClusterConfig& c);
-  void ReconcileShdLocked(const std::map<std::string, std::chrono::milliseconds>& want,
+  struct ShdWant {
+    std::chrono::milliseconds poll;
+    // Not empty for a geo-replication secondary's volume: heal writes to its read-only bricks
+    // as a trusted internal client, like the applier (Gluster's shd is one too).
+    std::string applier_secret;
+  };
+  void ReconcileShdLocked(const std::map<std::string, ShdWant>& want,
                           std::vector<std::shared_ptr<SelfHealDaemon>>* retired);
   std::shared_ptr<SelfHealDaemon> FindShd(const std::string& volume);
   std::mutex shd_mu_;
@@ -191,6 +198,10 @@ class Daemon::Impl {
   // the ones it wants, adding the keys it started to *started.
   void Reconcile(const ClusterConfig& c, std::set<std::string>* started, bool start = true);
   Result<ProcessSpec> MakeSpec(const std::string& key);
+  // The volume brick `key` belongs to in `c` ("" if none).
+  static std::string VolumeOf(const ClusterConfig& c, const std::string& key);
+  // Whether running brick `key` was started read-only or writable and `c` wants the other.
+  bool ReadOnlyFlipDue(const ClusterConfig& c, const std::string& key, const ProcStatus& st);
   std::string BrickLog(const BrickConf& b) const;
   // "127.0.0.1:/srv/b1 of pvol" for logs; the id itself when the brick is no longer configured.
   std::string Label(const std::string& key) {
@@ -1470,15 +1481,28 @@ Result<Value> Daemon::Impl::VolumeLayout(const Value& args) {
 // Self-heal
 
 void Daemon::Impl::ReconcileShd(const ClusterConfig& c) {
-  std::map<std::string, std::chrono::milliseconds> want;
+  std::map<std::string, ShdWant> want;
   for (const auto& [name, v] : c.volumes) {
     if (v.state != kVolumeStarted || v.replica < 2 ||
         v.bricks.size() != static_cast<size_t>(v.replica)) {
       continue;  // the volume client serves one replica set (volume/client.h)
     }
     auto every = ParseDurationMs(EffectiveOption(v.options, "cluster.heal-interval"));
-    for (const auto& b : v.bricks)
-      if (b.node_uuid == uuid()) want[name] = std::chrono::milliseconds(every.ok() ? *every : 2000);
+    if (std::none_of(v.bricks.begin(), v.bricks.end(),
+                     [&](const BrickConf& b) { return b.node_uuid == uuid(); })) {
+      continue;
+    }
+    ShdWant w{std::chrono::milliseconds(every.ok() ? *every : 2000), ""};
+    if (IsSecondaryVolume(c, name)) {
+      auto secret = EnsureApplierSecret(opt_.state_dir, name);
+      if (!secret.ok()) {
+        DRFS_LOG(Error) << "self-heal of secondary volume " << name
+                        << " cannot write to its read-only bricks: " << secret.status().ToString();
+      } else {
+        w.applier_secret = *secret;
+      }
+    }
+    want[name] = std::move(w);
   }
   // Retired daemons are destroyed (their loops joined) after shd_mu_ is released.
   std::vector<std::shared_ptr<SelfHealDaemon>> retired;
@@ -1486,25 +1510,31 @@ void Daemon::Impl::ReconcileShd(const ClusterConfig& c) {
   ReconcileShdLocked(want, &retired);
 }
 
-void Daemon::Impl::ReconcileShdLocked(const std::map<std::string, std::chrono::milliseconds>& want,
+void Daemon::Impl::ReconcileShdLocked(const std::map<std::string, ShdWant>& want,
                                       std::vector<std::shared_ptr<SelfHealDaemon>>* retired) {
   for (auto it = shds_.begin(); it != shds_.end();) {
     auto w = want.find(it->first);
-    if (w != want.end() && w->second == it->second->poll()) {
+    if (w != want.end() && w->second.poll == it->second->poll() &&
+        w->second.applier_secret == it->second->applier_secret()) {
       ++it;
       continue;
     }
     DRFS_LOG(Info) << "self-heal daemon of volume " << it->first
-                   << (w == want.end() ? " stops" : " restarts with a new heal interval");
+                   << (w == want.end() ? " stops"
+                       : w->second.poll != it->second->poll()
+                           ? " restarts with a new heal interval"
+                           : " restarts: the volume became or stopped being a geo-replication "
+                             "secondary");
     retired->push_back(std::move(it->second));
     it = shds_.erase(it);
   }
-  for (const auto& [vol, every] : want) {
+  for (const auto& [vol, w] : want) {
     const std::string name = vol;  // a lambda cannot capture a structured binding (C++20 clang)
     if (shds_.count(name)) continue;
     ShdOptions o;
     o.volume = name;
-    o.poll = every;
+    o.poll = w.poll;
+    o.client.applier_secret = w.applier_secret;
     o.layout = [this, name]() -> Result<volume::Layout> {
       Value a;
       a["volume"] = name;
@@ -1791,7 +1821,22 @@ void Daemon::Impl::Reconcile(const ClusterConfig& c, std::set<std::string>* star
   if (!start) return;
   ReconcileShd(c);
   for (const auto& key : desired) {
-    if (supervisor_->Get(key)) continue;
+    if (auto st = supervisor_->Get(key)) {
+      if (!ReadOnlyFlipDue(c, key, *st)) continue;
+      // The flags are fixed for a process's life: a volume that became, or stopped being, a
+      // geo-replication secondary needs its bricks restarted (writes to this brick fail for
+      // the second or so it is down; the port is kept, so clients reconnect by themselves).
+      DRFS_LOG(Info) << "restarting brick " << Label(key) << " to make it "
+                     << (IsSecondaryVolume(c, VolumeOf(c, key)) ? "read-only (its volume is now a "
+                                                                  "geo-replication secondary)"
+                                                                : "writable (its volume is no "
+                                                                  "longer a geo-replication "
+                                                                  "secondary)");
+      if (Status s = supervisor_->Stop(key); !s.ok()) {
+        DRFS_LOG(Warn) << "cannot stop brick " << Label(key) << " to restart it: " << s.ToString();
+        continue;
+      }
+    }
     BrickProcessRecord rec;
     {
       std::lock_guard<std::mutex> l(mu_);
@@ -1833,6 +1878,29 @@ void Daemon::Impl::Reconcile(const ClusterConfig& c, std::set<std::string>* star
     if (auto st = supervisor_->Get(key)) OnProcessStatus(key, *st);
     if (started) started->insert(key);
   }
+}
+
+std::string Daemon::Impl::VolumeOf(const ClusterConfig& c, const std::string& key) {
+  const VolumeConf* v = nullptr;
+  return FindBrick(c, key, &v, nullptr) ? v->name : "";
+}
+
+bool Daemon::Impl::ReadOnlyFlipDue(const ClusterConfig& c, const std::string& key,
+                                   const ProcStatus& st) {
+  // A brick waiting to restart or failed gets a fresh spec when it starts again.
+  if (st.state != ProcState::kRunning || st.pid <= 0) return false;
+  const std::string vol = VolumeOf(c, key);
+  if (vol.empty()) return false;
+  // Ask the process itself rather than remember what we started it with: a brick adopted
+  // from an earlier drfsd run carries whatever flags that run gave it. (/proc files report size
+  // 0, so read them as a stream.)
+  std::ifstream in("/proc/" + std::to_string(st.pid) + "/cmdline", std::ios::binary);
+  if (!in) return false;  // gone: the supervisor restarts it with a fresh spec
+  bool running_ro = false;
+  for (std::string arg; std::getline(in, arg, '\0');) {
+    if (arg == "--read-only") running_ro = true;
+  }
+  return running_ro != IsSecondaryVolume(c, vol);
 }
 
 std::string Daemon::Impl::BrickLog(const BrickConf& b) const {
@@ -1901,6 +1969,14 @@ Result<ProcessSpec> Daemon::Impl::MakeSpec(const std::string& key) {
                "--rollover-time-ms", std::to_string(roll_ms),
                "--threads", opt("brick.threads")};
   if (IsArbiter(v, index)) spec.argv.push_back("--arbiter");
+  if (IsSecondaryVolume(c, v.name)) {
+    // Guarantee 5: a secondary's volume changes only through its applier (and self-heal),
+    // which present the secret in this file. Reconcile restarts the brick when this flips.
+    DRFS_RETURN_IF_ERROR(EnsureApplierSecret(opt_.state_dir, v.name).status().WithContext(
+        "brick " + b.Name() + " of secondary volume " + v.name));
+    spec.argv.insert(spec.argv.end(), {"--read-only", "--applier-secret-file",
+                                       ApplierSecretPath(opt_.state_dir, v.name)});
+  }
   if (opt_.tls.enabled()) {
     spec.argv.insert(spec.argv.end(), {"--tls-cert", opt_.tls.cert_file, "--tls-key",
                                        opt_.tls.key_file, "--tls-ca", opt_.tls.ca_file});

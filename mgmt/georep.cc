@@ -1,12 +1,16 @@
 #include "mgmt/georep.h"
 
+#include <fcntl.h>
+#include <openssl/rand.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <set>
 #include <sstream>
 
+#include "brick/client.h"
 #include "changelog/cursor.h"
+#include "common/file.h"
 #include "common/log.h"
 #include "common/time.h"
 #include "georep/format.h"
@@ -48,6 +52,56 @@ bool IsArbiterIndex(const VolumeConf& v, size_t i) {
 }
 
 }  // namespace
+
+bool IsSecondaryVolume(const ClusterConfig& c, const std::string& volume) {
+  return std::any_of(c.sessions.begin(), c.sessions.end(), [&](const auto& kv) {
+    return kv.second.role == kRoleSecondary && kv.second.volume == volume;
+  });
+}
+
+std::string ApplierSecretPath(const std::string& state_dir, const std::string& volume) {
+  return state_dir + "/georep/" + volume + ".secret";
+}
+
+Result<std::string> EnsureApplierSecret(const std::string& state_dir, const std::string& volume) {
+  const std::string path = ApplierSecretPath(state_dir, volume);
+  if (::access(path.c_str(), F_OK) == 0) return brick::ReadApplierSecretFile(path);
+  DRFS_RETURN_IF_ERROR(FileSystem::Default()->CreateDirs(state_dir + "/georep"));
+  unsigned char raw[32];
+  if (RAND_bytes(raw, sizeof raw) != 1) {
+    return Internal("cannot make the applier secret of volume " + volume +
+                    ": OpenSSL RAND_bytes failed");
+  }
+  static const char kHex[] = "0123456789abcdef";
+  std::string hex;
+  for (unsigned char c : raw) {
+    hex += kHex[c >> 4];
+    hex += kHex[c & 15];
+  }
+  hex += '\n';
+  // Written whole under a private name, then linked into place: a concurrent caller (a brick
+  // start and the applier) never reads half a secret, and the first one made wins.
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + hex.substr(0, 8);
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return ErrnoStatus(errno, "cannot create " + tmp);
+  const bool ok =
+      ::write(fd, hex.data(), hex.size()) == static_cast<ssize_t>(hex.size()) && ::fsync(fd) == 0;
+  const int werr = errno;
+  ::close(fd);
+  if (!ok) {
+    ::unlink(tmp.c_str());
+    return ErrnoStatus(werr, "cannot write the applier secret " + tmp);
+  }
+  if (::link(tmp.c_str(), path.c_str()) != 0 && errno != EEXIST) {
+    const int e = errno;
+    ::unlink(tmp.c_str());
+    return ErrnoStatus(e, "cannot put the applier secret in place at " + path);
+  }
+  ::unlink(tmp.c_str());
+  (void)FileSystem::Default()->SyncDir(state_dir + "/georep");
+  DRFS_LOG(Info) << "made the applier secret of secondary volume " << volume << " at " << path;
+  return brick::ReadApplierSecretFile(path);
+}
 
 const std::vector<GeorepOptionDef>& GeorepOptions() {
   static const std::vector<GeorepOptionDef> kDefs = {
@@ -690,6 +744,16 @@ void Georep::Reconcile(const ClusterConfig& requested) {
       ao.layout = [layout_fn, vol]() { return layout_fn(vol); };
       ao.volume.tls = host_.tls;
       ao.volume.client_name = "drfs-applier-" + s.name;
+      // The volume's bricks are read-only to everyone but us (guarantee 5); the secret is
+      // what sets us apart (the same file the bricks of this node were started with).
+      auto secret = EnsureApplierSecret(host_.state_dir, s.volume);
+      if (!secret.ok()) {
+        slot = std::make_unique<ApplierSlot>();  // no fingerprint: try again next time
+        slot->error = secret.status().ToString();
+        DRFS_LOG(Error) << "georep " << s.name << ": cannot start the applier: " << slot->error;
+        continue;
+      }
+      ao.volume.applier_secret = *secret;
       Status mk = FileSystem::Default()->CreateDirs(host_.state_dir + "/georep");
       if (!mk.ok()) DRFS_LOG(Warn) << "georep: " << mk.ToString();
       slot = std::make_unique<ApplierSlot>();

@@ -70,6 +70,17 @@ const std::vector<GeorepOptionDef>& GeorepOptions();
 // The canonical value of `value` for option `key`; InvalidArgument naming what is allowed.
 Result<std::string> NormalizeGeorepOption(const std::string& key, const std::string& value);
 
+// Whether this pool is the secondary of a session on `volume` (any session state): its bricks
+// then run read-only, writable only by the applier and self-heal (guarantee 5).
+bool IsSecondaryVolume(const ClusterConfig& c, const std::string& volume);
+// STATE_DIR/georep/VOLUME.secret: the secret the read-only bricks of `volume` on this node
+// accept from the applier and self-heal (brick/server.h), given to them as
+// --applier-secret-file.
+std::string ApplierSecretPath(const std::string& state_dir, const std::string& volume);
+// The secret in ApplierSecretPath, made first (32 random bytes in hex, mode 0600) when it does
+// not exist. Safe against concurrent callers: the file appears whole, once.
+Result<std::string> EnsureApplierSecret(const std::string& state_dir, const std::string& volume);
+
 class Georep {
  public:
   explicit Georep(GeorepHost host);

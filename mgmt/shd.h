@@ -51,6 +51,7 @@ class SelfHealDaemon {
   void Trigger();
   ShdStatus status() const;
   std::chrono::milliseconds poll() const { return opts_.poll; }
+  const std::string& applier_secret() const { return opts_.client.applier_secret; }
   // What needs heal (every brick's index, not only this node's).
   Result<std::vector<volume::HealEntry>> Info(bool split_brain_only);
 

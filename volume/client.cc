@@ -190,7 +190,7 @@ struct VolumeClient::Impl {
     }
     ClientOptions co = opts.rpc;
     co.reconnect = false;  // a connection is a lock session: a new one is a new client
-    auto c = BrickClient::Connect(addr.host, addr.port, opts.tls, co);
+    auto c = BrickClient::Connect(addr.host, addr.port, opts.tls, co, opts.applier_secret);
     std::string err;
     if (c.ok() && !addr.brick_id.empty() && (*c)->brick_id() != addr.brick_id) {
       err = "brick at " + addr.host + ":" + std::to_string(addr.port) + " is " + (*c)->brick_id() +

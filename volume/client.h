@@ -55,6 +55,9 @@ struct VolumeClientOptions {
   ClientOptions rpc;           // per-brick connection: timeouts, backoff
   std::string client_name = "drfs-client";
   bool read_only = false;      // every mutation gets EROFS
+  // Given to every brick connection's hello: the applier (and self-heal) of a secondary's
+  // volume, whose bricks are read-only to everyone without it (brick/server.h).
+  std::string applier_secret;
   std::chrono::milliseconds eager_lock_idle{20};
   std::chrono::milliseconds eager_lock_max{1000};
 };

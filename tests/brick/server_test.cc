@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include <chrono>
+#include <cstdio>
 #include <functional>
 #include <future>
 #include <set>
@@ -527,5 +528,192 @@ TEST(BrickServerArbiter, WritesAreAcknowledgedButReadsFail) {
   // Markers and locks work on an arbiter as anywhere.
   EXPECT_EQ(Sync(*c, Inodelk(f, kLockBlocking, 7, {1})).pending, (std::vector<int32_t>{1}));
 }
+
+// ---- Read-only bricks and the applier secret (guarantee 5 without TLS) -------------------------
+
+constexpr char kSecret[] = "0123456789abcdef0123456789abcdef";
+
+std::unique_ptr<BrickServer> ServeReadOnly(const std::string& dir, const std::string& secret,
+                                           uint16_t port = 0) {
+  return Serve(dir, 256u << 20, 4, [&](BrickServerOptions& o) {
+    o.backend.read_only = true;
+    o.applier_secret = secret;
+    o.port = port;
+  });
+}
+
+std::unique_ptr<BrickClient> ClientWithSecret(BrickServer& s, const std::string& secret,
+                                              bool reconnect = false) {
+  ClientOptions o;
+  o.request_timeout = kHangGuard;
+  o.reconnect = reconnect;
+  o.reconnect_backoff_initial = 10ms;
+  auto c = BrickClient::Connect("127.0.0.1", s.port(), {}, o, secret);
+  EXPECT_TRUE(c.ok()) << c.status().ToString();
+  return c.ok() ? std::move(*c) : nullptr;
+}
+
+TEST(BrickServerReadOnly, EveryoneButTheApplierGetsErofsNamingTheBrickAndTheSecondary) {
+  TempDir t;
+  auto s = ServeReadOnly(t.Sub("b"), kSecret);
+  ASSERT_NE(s, nullptr);
+  auto c = Client(*s);
+  auto made = c->Mkdir(Gfid::Root(), "d", Gfid::Random(), 0755);
+  EXPECT_EQ(made.status().sys_errno(), EROFS);
+  const std::string m = made.status().message();
+  EXPECT_NE(m.find("brick " + t.Sub("b")), std::string::npos) << m;
+  EXPECT_NE(m.find("secondary"), std::string::npos) << m;
+  EXPECT_NE(m.find("only its applier may change it"), std::string::npos) << m;
+  EXPECT_EQ(c->Xattrop(Gfid::Root(), {1}).status().sys_errno(), EROFS);
+  // Reads still work.
+  EXPECT_TRUE(c->Getattr(Gfid::Root()).ok());
+  EXPECT_TRUE(c->ReaddirAll(Gfid::Root()).ok());
+}
+
+TEST(BrickServerReadOnly, TheRightSecretLetsTheSameMutationsThroughOnItsConnectionOnly) {
+  TempDir t;
+  auto s = ServeReadOnly(t.Sub("b"), kSecret);
+  ASSERT_NE(s, nullptr);
+  auto applier = ClientWithSecret(*s, kSecret);
+  ASSERT_NE(applier, nullptr);
+  EXPECT_EQ(applier->brick_id(), s->backend()->brick_id().ToString());
+  const Gfid d = Gfid::Random(), f = Gfid::Random();
+  auto made = applier->Mkdir(Gfid::Root(), "d", d, 0755);
+  ASSERT_TRUE(made.ok()) << made.status().ToString();
+  ASSERT_TRUE(applier->Create(d, "f", f, 0644).ok());
+  auto n = applier->Write(f, 0, "from the primary");
+  ASSERT_TRUE(n.ok()) << n.status().ToString();
+  // Locks with markers (what replication and heal take) are the applier's too.
+  Reply r = Sync(*applier, Inodelk(f, kLockBlocking, 7, {1}));
+  EXPECT_EQ(r.err, 0) << r.message;
+  r = Sync(*applier, Inodelk(f, kLockUnlock, 7, {-1}));
+  EXPECT_EQ(r.err, 0) << r.message;
+  // Another connection of the same process, without the secret, is not the applier.
+  auto other = Client(*s);
+  EXPECT_EQ(other->Write(f, 0, "local edit").status().sys_errno(), EROFS);
+  EXPECT_EQ(*other->Read(f, 0, 100), "from the primary");
+  EXPECT_EQ(other->Unlink(d, "f").sys_errno(), EROFS);
+  EXPECT_TRUE(applier->Unlink(d, "f").ok());
+}
+
+TEST(BrickServerReadOnly, AWrongSecretIsRefusedWithEaccesAndChangesNothing) {
+  TempDir t;
+  auto s = ServeReadOnly(t.Sub("b"), kSecret);
+  ASSERT_NE(s, nullptr);
+  ClientOptions o;
+  o.request_timeout = kHangGuard;
+  auto c = BrickClient::Connect("127.0.0.1", s->port(), {}, o, "not-the-secret");
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().sys_errno(), EACCES);
+  EXPECT_NE(c.status().message().find("refused the applier secret"), std::string::npos)
+      << c.status().message();
+  // A hello with a wrong secret after a right one takes the standing back.
+  auto rpc = RpcClient::Connect("127.0.0.1", s->port(), {});
+  ASSERT_TRUE(rpc.ok());
+  auto hello = [&](const std::string& secret) {
+    Request h;
+    h.op = Op::kHello;
+    h.name = "test";
+    h.flags = brick_proto::kProtocolVersion;
+    h.xattr_value = secret;
+    std::string enc;
+    brick_proto::EncodeRequest(h, &enc);
+    auto f = (*rpc)->Call(static_cast<uint16_t>(Op::kHello), enc).get();
+    Reply r;
+    EXPECT_TRUE(f.ok() && brick_proto::DecodeReply(Op::kHello, f->payload, &r).ok());
+    return r;
+  };
+  auto mkdir = [&] {
+    Request q;
+    q.op = Op::kMkdir;
+    q.parent = Gfid::Root();
+    q.name = "x" + Gfid::Random().ToString().substr(0, 8);
+    q.gfid = Gfid::Random();
+    q.mode = 0755;
+    std::string enc;
+    brick_proto::EncodeRequest(q, &enc);
+    auto f = (*rpc)->Call(static_cast<uint16_t>(Op::kMkdir), enc).get();
+    Reply r;
+    EXPECT_TRUE(f.ok() && brick_proto::DecodeReply(Op::kMkdir, f->payload, &r).ok());
+    return r.err;
+  };
+  EXPECT_EQ(hello(kSecret).err, 0);
+  EXPECT_EQ(mkdir(), 0);
+  EXPECT_EQ(hello("wrong").err, EACCES);
+  EXPECT_EQ(mkdir(), EROFS);
+}
+
+TEST(BrickServerReadOnly, TheApplierStaysTheApplierAcrossAReconnect) {
+  TempDir t;
+  auto s = ServeReadOnly(t.Sub("b"), kSecret);
+  ASSERT_NE(s, nullptr);
+  const uint16_t port = s->port();
+  auto applier = ClientWithSecret(*s, kSecret, /*reconnect=*/true);
+  ASSERT_NE(applier, nullptr);
+  ASSERT_TRUE(applier->Mkdir(Gfid::Root(), "before", Gfid::Random(), 0755).ok());
+  s.reset();  // the brick restarts on the same port: a new connection, a new hello
+  s = ServeReadOnly(t.Sub("b"), kSecret, port);
+  ASSERT_NE(s, nullptr);
+  Status st;
+  for (int i = 0; i < 50; ++i) {
+    st = applier->Mkdir(Gfid::Root(), "after", Gfid::Random(), 0755).status();
+    if (st.code() != Code::kUnavailable) break;  // the first call meets the lost connection
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_TRUE(st.ok()) << st.ToString();
+}
+
+TEST(BrickServerReadOnly, ASecretNeedsAReadOnlyBrickAndAWritableBrickIgnoresOne) {
+  TempDir t;
+  BrickServerOptions o;
+  o.dir = t.Sub("w");
+  ::mkdir(o.dir.c_str(), 0755);
+  o.applier_secret = kSecret;
+  auto bad = BrickServer::Start(o);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("--read-only"), std::string::npos)
+      << bad.status().message();
+  // The applier connects the same way before its volume turns read-only.
+  auto s = Serve(t.Sub("w"));
+  ASSERT_NE(s, nullptr);
+  auto c = ClientWithSecret(*s, kSecret);
+  ASSERT_NE(c, nullptr);
+  EXPECT_TRUE(c->Mkdir(Gfid::Root(), "d", Gfid::Random(), 0755).ok());
+}
+
+TEST(ApplierSecretFile, MustExistBeNonEmptyAndPrivate) {
+  TempDir t;
+  const std::string p = t.Sub("vol.secret");
+  auto missing = ReadApplierSecretFile(p);
+  EXPECT_EQ(missing.status().code(), Code::kFailedPrecondition);
+  EXPECT_NE(missing.status().message().find(p), std::string::npos) << missing.status().message();
+  auto write = [&](const std::string& content, mode_t mode) {
+    ::unlink(p.c_str());
+    FILE* f = std::fopen(p.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::fputs(content.c_str(), f);
+    std::fclose(f);
+    ASSERT_EQ(::chmod(p.c_str(), mode), 0);
+  };
+  write(" \n", 0600);
+  auto empty = ReadApplierSecretFile(p);
+  EXPECT_EQ(empty.status().code(), Code::kFailedPrecondition);
+  EXPECT_NE(empty.status().message().find("is empty"), std::string::npos)
+      << empty.status().message();
+  write("abc123\n", 0640);
+  auto open = ReadApplierSecretFile(p);
+  EXPECT_EQ(open.status().code(), Code::kFailedPrecondition);
+  EXPECT_NE(open.status().message().find("chmod 600 " + p), std::string::npos)
+      << open.status().message();
+  write("abc123\n", 0604);
+  EXPECT_EQ(ReadApplierSecretFile(p).status().code(), Code::kFailedPrecondition);
+  write("abc123\n", 0600);
+  auto good = ReadApplierSecretFile(p);
+  ASSERT_TRUE(good.ok()) << good.status().ToString();
+  EXPECT_EQ(*good, "abc123");
+  write("abc123\n", 0400);
+  EXPECT_TRUE(ReadApplierSecretFile(p).ok());
+}
+
 }  // namespace
 }  // namespace drfs::brick

@@ -73,8 +73,22 @@ TEST(BrickProtocol, TruncatedOrPaddedRequestsAreRejected) {
     std::string enc;
     EncodeRequest(Full(op), &enc);
     Request back;
+    // HELLO's applier secret is optional and last: cut just before it, it is a hello without.
+    size_t without_secret = 0;
+    if (op == Op::kHello) {
+      Request plain = Full(op);
+      plain.xattr_value.clear();
+      std::string penc;
+      EncodeRequest(plain, &penc);
+      without_secret = penc.size();
+    }
     for (size_t n = 0; n < enc.size(); n += (enc.size() > 200 ? 97 : 1)) {
       Status s = DecodeRequest(op, std::string_view(enc).substr(0, n), &back);
+      if (op == Op::kHello && n == without_secret) {
+        EXPECT_TRUE(s.ok()) << s.ToString();
+        EXPECT_TRUE(back.xattr_value.empty());
+        continue;
+      }
       EXPECT_EQ(s.code(), Code::kInvalidArgument) << OpName(op) << " cut at " << n;
     }
     Status s = DecodeRequest(op, enc + "z", &back);
@@ -83,6 +97,31 @@ TEST(BrickProtocol, TruncatedOrPaddedRequestsAreRejected) {
   Request back;
   EXPECT_FALSE(DecodeRequest(static_cast<Op>(0), "", &back).ok());
   EXPECT_FALSE(DecodeRequest(static_cast<Op>(kMaxOp + 1), "", &back).ok());
+}
+
+TEST(BrickProtocol, HelloCarriesTheApplierSecretOnlyWhenSet) {
+  Request h;
+  h.op = Op::kHello;
+  h.name = "drfs-client";
+  h.flags = kProtocolVersion;
+  std::string plain;
+  EncodeRequest(h, &plain);
+  // Without a secret the layout is what it always was: flags, name.
+  std::string expect;
+  PutFixed32(&expect, kProtocolVersion);
+  PutLengthPrefixed(&expect, "drfs-client");
+  EXPECT_EQ(plain, expect);
+  h.xattr_value = "s3cret";
+  std::string with;
+  EncodeRequest(h, &with);
+  PutLengthPrefixed(&expect, "s3cret");
+  EXPECT_EQ(with, expect);
+  Request back;
+  ASSERT_TRUE(DecodeRequest(Op::kHello, with, &back).ok());
+  EXPECT_EQ(back.xattr_value, "s3cret");
+  EXPECT_EQ(back.name, "drfs-client");
+  ASSERT_TRUE(DecodeRequest(Op::kHello, plain, &back).ok());
+  EXPECT_TRUE(back.xattr_value.empty());
 }
 
 TEST(BrickProtocol, RepliesRoundTrip) {
