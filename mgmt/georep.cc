@@ -113,7 +113,7 @@ const std::vector<GeorepOptionDef>& GeorepOptions() {
       {"bandwidth-limit", "0", 0, int64_t{1} << 40, "bytes per second per syncer (0: unlimited)"},
       {"resend-timeout-ms", "15000", 1000, 3600000,
        "resend from the acknowledged position when acknowledgements stall this long"},
-      {"replay-overlap-ms", "5000", 0, 600000,
+      {"replay-overlap-ms", "2000", 0, 600000,
        "a syncer taking over another brick's journal replays this much before its position"},
   };
   return kDefs;

@@ -55,6 +55,8 @@ bool IsGone(const Status& s) {
 // data and names: its record, fragment fields, and up to three attribute snapshots.
 constexpr size_t kMessageCap = 900000;
 constexpr size_t kItemOverhead = 256;
+// How long a syncer lets the syncer of the brick the applier follows take the lock first.
+constexpr uint64_t kHeadStartNs = 5000000000ull;
 
 // A message sent and not yet acknowledged.
 struct InFlight {
@@ -107,6 +109,7 @@ struct Syncer::Impl {
   uint64_t acked_lsn = 0, acked_ts = 0;
   uint64_t last_progress_ns = 0;  // monotonic: when acked_lsn last moved or a resend began
   uint64_t next_election_ns = 0;
+  uint64_t started_ns = 0;        // monotonic, when this syncer started
   int own_index = -1;             // this brick's place in replica_bricks
   int own_lock = -1;              // its connection in lock_clients, when it granted the lock
   uint64_t last_sink_check_ns = 0;
@@ -137,6 +140,11 @@ struct Syncer::Impl {
   // How many objects the other bricks of the replica set say this brick missed (pending
   // markers against it): while it is a heal sink its journal lacks acknowledged writes.
   Result<size_t> HealSinkObjects();
+  uint64_t cursor_file_lsn() {
+    changelog::CursorStore cs(opts.changelog_dir);
+    auto c = cs.Get(CursorName(opts.session));
+    return c.ok() ? c->lsn : 0;
+  }
   void StepDown(const std::string& why);
   Status BecomeActive();
   Status ActiveStep();
@@ -199,6 +207,19 @@ void Syncer::Impl::PassiveStep() {
   }
   Publish();
   if (MonotonicNs() < next_election_ns) return;
+  // Keep the journal the applier follows: taking over another brick's journal means a replay
+  // by time, which is idempotent but not exact. So when the newest Ack names another brick, give
+  // that brick's syncer a head start (its drfsd may be restarting too), and wait for the Ack
+  // itself first when the session has history.
+  const uint64_t age = MonotonicNs() - started_ns;
+  if (!last_ack && cursor_file_lsn() > 0 && age < 2 * static_cast<uint64_t>(opts.ack_wait.count()) * 1000000ull) {
+    SetState("Passive", "waiting for the applier's position");
+    return;
+  }
+  if (last_ack && last_ack->source_brick != opts.brick_id && age < kHeadStartNs) {
+    SetState("Passive", "the applier follows brick " + last_ack->source_brick + "; giving its syncer a head start");
+    return;
+  }
   const uint64_t jitter = rng() % (opts.election_interval.count() * 500000ull + 1);
   next_election_ns = MonotonicNs() + opts.election_interval.count() * 1000000ull + jitter;
   std::string why;
@@ -452,6 +473,14 @@ void Syncer::Impl::AdvanceCursor(uint64_t lsn, bool force) {
   changelog::CursorStore cs(opts.changelog_dir);
   Status s = cs.Advance(CursorName(opts.session), lsn);
   if (s.code() == Code::kNotFound) s = cs.Register(CursorName(opts.session), lsn);
+  if (s.code() == Code::kFailedPrecondition) {
+    // Already further on (an earlier term of this syncer, or a Passive cursor that led by the
+    // overlap): keep it where it is.
+    auto cur = cs.Get(CursorName(opts.session));
+    if (cur.ok()) cursor_lsn = cur->lsn;
+    last_cursor_ns = now;
+    return;
+  }
   if (!s.ok()) {
     DRFS_LOG(Warn) << "georep " << opts.session << " " << opts.brick_name
                    << ": cannot move journal cursor to " << lsn << ": " << s.ToString();
@@ -1115,6 +1144,7 @@ Result<std::unique_ptr<Syncer>> Syncer::Start(const SyncerOptions& options) {
   auto impl = std::make_unique<Impl>(options);
   impl->lock_name = ".drfs-georep-" + options.session + "-rs" + std::to_string(options.replica_set);
   impl->owner = impl->rng() | 1;
+  impl->started_ns = MonotonicNs();
   for (size_t i = 0; i < options.replica_bricks.size(); ++i) {
     if (options.replica_bricks[i].name == options.brick_name ||
         (options.replica_bricks[i].host == options.brick_host &&

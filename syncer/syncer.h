@@ -76,7 +76,7 @@ struct SyncerOptions {
   uint64_t bandwidth_bytes_per_s = 0;     // 0: unlimited
   std::chrono::milliseconds resend_timeout{15000};
   std::chrono::milliseconds election_interval{1000};
-  std::chrono::milliseconds replay_overlap{5000};
+  std::chrono::milliseconds replay_overlap{2000};
   std::chrono::milliseconds ack_wait{3000};  // for the first Ack after becoming Active
 };
 
