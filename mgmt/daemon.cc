@@ -1148,7 +1148,8 @@ Result<Value> Daemon::Impl::VolumeStop(const Value& args) {
       if (se.volume == name && (se.state == kSessionStarted || se.state == kSessionPaused) &&
           !args.GetBool("force")) {
         return FailedPrecondition("volume " + name + " has a running geo-replication session '" + sn +
-                                  "'; stop it first with 'drfs georep stop " + sn + "' (or add force)");
+                                  "'; stop it first with 'drfs georep stop " + sn +
+                                  "' (add 'force' there if the secondary site cannot be reached)");
       }
     }
     next->volumes[name].state = kVolumeStopped;
