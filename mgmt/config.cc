@@ -163,6 +163,7 @@ Value SessionToValue(const SessionConf& se) {
   for (const auto& [k, val] : se.kafka_props) kp[k] = val;
   e["broker_node"] = se.broker_node;
   e["applier_node"] = se.applier_node;
+  e["applier_secret"] = se.applier_secret;
   e["state"] = se.state;
   e["epoch"] = static_cast<int64_t>(se.epoch);
   e["created_ns"] = se.created_ns;
@@ -189,6 +190,7 @@ Result<SessionConf> SessionFromValue(const Value& e) {
   }
   se.broker_node = e.GetString("broker_node");
   se.applier_node = e.GetString("applier_node");
+  se.applier_secret = e.GetString("applier_secret");
   se.state = e.GetString("state", kSessionCreated);
   se.epoch = static_cast<uint64_t>(e.GetInt("epoch", 1));
   se.created_ns = e.GetInt("created_ns");

@@ -75,6 +75,10 @@ struct SessionConf {
   std::map<std::string, std::string> kafka_props;  // other kafka.* properties, passed through
   std::string broker_node;     // primary: node uuid hosting the embedded broker
   std::string applier_node;    // secondary: node uuid running the applier
+  // Secondary: the secret the applier and self-heal present to the volume's read-only bricks
+  // (32 random bytes in hex). In the pool's configuration so that every node's bricks and the
+  // applier on any node share it, as glusterd shares a volume's trusted-client credentials.
+  std::string applier_secret;
   std::string state = kSessionCreated;
   uint64_t epoch = 1;
   int64_t created_ns = 0;

@@ -1495,7 +1495,7 @@ void Daemon::Impl::ReconcileShd(const ClusterConfig& c) {
     }
     ShdWant w{std::chrono::milliseconds(every.ok() ? *every : 2000), ""};
     if (IsSecondaryVolume(c, name)) {
-      auto secret = EnsureApplierSecret(opt_.state_dir, name);
+      auto secret = EnsureApplierSecret(c, opt_.state_dir, name);
       if (!secret.ok()) {
         DRFS_LOG(Error) << "self-heal of secondary volume " << name
                         << " cannot write to its read-only bricks: " << secret.status().ToString();
@@ -1973,7 +1973,7 @@ Result<ProcessSpec> Daemon::Impl::MakeSpec(const std::string& key) {
   if (IsSecondaryVolume(c, v.name)) {
     // Guarantee 5: a secondary's volume changes only through its applier (and self-heal),
     // which present the secret in this file. Reconcile restarts the brick when this flips.
-    DRFS_RETURN_IF_ERROR(EnsureApplierSecret(opt_.state_dir, v.name).status().WithContext(
+    DRFS_RETURN_IF_ERROR(EnsureApplierSecret(c, opt_.state_dir, v.name).status().WithContext(
         "brick " + b.Name() + " of secondary volume " + v.name));
     spec.argv.insert(spec.argv.end(), {"--read-only", "--applier-secret-file",
                                        ApplierSecretPath(opt_.state_dir, v.name)});

@@ -63,43 +63,56 @@ std::string ApplierSecretPath(const std::string& state_dir, const std::string& v
   return state_dir + "/georep/" + volume + ".secret";
 }
 
-Result<std::string> EnsureApplierSecret(const std::string& state_dir, const std::string& volume) {
-  const std::string path = ApplierSecretPath(state_dir, volume);
-  if (::access(path.c_str(), F_OK) == 0) return brick::ReadApplierSecretFile(path);
-  DRFS_RETURN_IF_ERROR(FileSystem::Default()->CreateDirs(state_dir + "/georep"));
+Result<std::string> NewApplierSecret() {
   unsigned char raw[32];
-  if (RAND_bytes(raw, sizeof raw) != 1) {
-    return Internal("cannot make the applier secret of volume " + volume +
-                    ": OpenSSL RAND_bytes failed");
-  }
+  if (RAND_bytes(raw, sizeof raw) != 1) return Internal("OpenSSL RAND_bytes failed");
   static const char kHex[] = "0123456789abcdef";
   std::string hex;
-  for (unsigned char c : raw) {
-    hex += kHex[c >> 4];
-    hex += kHex[c & 15];
+  for (unsigned char ch : raw) {
+    hex += kHex[ch >> 4];
+    hex += kHex[ch & 15];
   }
-  hex += '\n';
-  // Written whole under a private name, then linked into place: a concurrent caller (a brick
-  // start and the applier) never reads half a secret, and the first one made wins.
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + hex.substr(0, 8);
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  return hex;
+}
+
+Result<std::string> EnsureApplierSecret(const ClusterConfig& c, const std::string& state_dir,
+                                        const std::string& volume) {
+  const std::string path = ApplierSecretPath(state_dir, volume);
+  std::string want;
+  for (const auto& [n, s] : c.sessions) {
+    if (s.role == kRoleSecondary && s.volume == volume && !s.applier_secret.empty()) {
+      want = s.applier_secret;
+    }
+  }
+  if (want.empty() && ::access(path.c_str(), F_OK) == 0) return brick::ReadApplierSecretFile(path);
+  if (!want.empty()) {
+    auto have = brick::ReadApplierSecretFile(path);
+    if (have.ok() && *have == want) return want;
+  } else {
+    DRFS_ASSIGN_OR_RETURN(want, NewApplierSecret());
+  }
+  DRFS_RETURN_IF_ERROR(FileSystem::Default()->CreateDirs(state_dir + "/georep"));
+  // Written whole under a private name (0600 from the start), then renamed into place: a
+  // concurrent reader (a brick starting, the applier) never sees half a secret.
+  const std::string data = want + "\n";
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + want.substr(0, 8);
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return ErrnoStatus(errno, "cannot create " + tmp);
   const bool ok =
-      ::write(fd, hex.data(), hex.size()) == static_cast<ssize_t>(hex.size()) && ::fsync(fd) == 0;
+      ::write(fd, data.data(), data.size()) == static_cast<ssize_t>(data.size()) && ::fsync(fd) == 0;
   const int werr = errno;
   ::close(fd);
   if (!ok) {
     ::unlink(tmp.c_str());
     return ErrnoStatus(werr, "cannot write the applier secret " + tmp);
   }
-  if (::link(tmp.c_str(), path.c_str()) != 0 && errno != EEXIST) {
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
     const int e = errno;
     ::unlink(tmp.c_str());
     return ErrnoStatus(e, "cannot put the applier secret in place at " + path);
   }
-  ::unlink(tmp.c_str());
   (void)FileSystem::Default()->SyncDir(state_dir + "/georep");
-  DRFS_LOG(Info) << "made the applier secret of secondary volume " << volume << " at " << path;
+  DRFS_LOG(Info) << "wrote the applier secret of secondary volume " << volume << " to " << path;
   return brick::ReadApplierSecretFile(path);
 }
 
@@ -334,6 +347,7 @@ Result<Value> Georep::Join(const Value& args) {
   }
   s.applier_node = host_.node_uuid;
   s.created_ns = static_cast<int64_t>(NowNs());
+  DRFS_ASSIGN_OR_RETURN(s.applier_secret, NewApplierSecret());
   DRFS_RETURN_IF_ERROR(host_.run_txn([&](ClusterConfig* next) -> Status {
     next->sessions[name] = s;
     return Status::Ok();
@@ -746,7 +760,7 @@ void Georep::Reconcile(const ClusterConfig& requested) {
       ao.volume.client_name = "drfs-applier-" + s.name;
       // The volume's bricks are read-only to everyone but us (guarantee 5); the secret is
       // what sets us apart (the same file the bricks of this node were started with).
-      auto secret = EnsureApplierSecret(host_.state_dir, s.volume);
+      auto secret = EnsureApplierSecret(c, host_.state_dir, s.volume);
       if (!secret.ok()) {
         slot = std::make_unique<ApplierSlot>();  // no fingerprint: try again next time
         slot->error = secret.status().ToString();

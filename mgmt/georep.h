@@ -77,9 +77,14 @@ bool IsSecondaryVolume(const ClusterConfig& c, const std::string& volume);
 // accept from the applier and self-heal (brick/server.h), given to them as
 // --applier-secret-file.
 std::string ApplierSecretPath(const std::string& state_dir, const std::string& volume);
-// The secret in ApplierSecretPath, made first (32 random bytes in hex, mode 0600) when it does
-// not exist. Safe against concurrent callers: the file appears whole, once.
-Result<std::string> EnsureApplierSecret(const std::string& state_dir, const std::string& volume);
+// The applier secret of secondary volume `volume`, from its session in `c` (every node of the
+// secondary pool shares it), written to ApplierSecretPath (mode 0600) when the file is missing
+// or holds another one. A session recorded before secrets were shared has none in `c`: the
+// file's is used, made first (32 random bytes in hex) when missing.
+Result<std::string> EnsureApplierSecret(const ClusterConfig& c, const std::string& state_dir,
+                                        const std::string& volume);
+// 32 random bytes in hex, for a new session's applier secret.
+Result<std::string> NewApplierSecret();
 
 class Georep {
  public:
