@@ -640,20 +640,14 @@ void Georep::Reconcile(const ClusterConfig& requested) {
     }
     props["bootstrap.servers"] = *boot;
     if (s.role == kRolePrimary) {
-      if (broker_ && s.kafka.empty()) {
-        for (const std::string& t : {georep::BatchTopic(s.name), georep::AckTopic(s.name)}) {
-          if (topics_[t] >= s.replica_sets) continue;
-          Status st = broker_->CreateTopic(t, s.replica_sets);
-          if (st.ok()) topics_[t] = s.replica_sets;
-          else DRFS_LOG(Warn) << "georep: topic " << t << ": " << st.ToString();
-        }
-      } else if (!s.kafka.empty()) {
-        for (const std::string& t : {georep::BatchTopic(s.name), georep::AckTopic(s.name)}) {
-          if (topics_[t] >= s.replica_sets) continue;
-          Status st = kafka::EnsureTopic(props, t, s.replica_sets, 10000ms);
-          if (st.ok()) topics_[t] = s.replica_sets;
-          else DRFS_LOG(Warn) << "georep: topic " << t << ": " << st.ToString();
-        }
+      // Both topics, once: on the embedded broker directly, on a real cluster by admin request.
+      const bool embedded = s.kafka.empty();
+      for (const std::string& t : {georep::BatchTopic(s.name), georep::AckTopic(s.name)}) {
+        if ((embedded && !broker_) || topics_[t] >= s.replica_sets) continue;
+        Status st = embedded ? broker_->CreateTopic(t, s.replica_sets)
+                             : kafka::EnsureTopic(props, t, s.replica_sets, 10000ms);
+        if (st.ok()) topics_[t] = s.replica_sets;
+        else DRFS_LOG(Warn) << "georep: topic " << t << ": " << st.ToString();
       }
       bool any_local = false;
       for (size_t i = 0; i < v.bricks.size(); ++i) any_local |= v.bricks[i].node_uuid == host_.node_uuid;

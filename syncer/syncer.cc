@@ -537,11 +537,10 @@ Status Syncer::Impl::BecomeActive() {
   // run before (its cursor moved) waits longer: after a broker restart the applier first has
   // to learn the new broker address before its acks arrive, and starting from a cursor instead
   // of the applier's own position means replaying records it already has.
+  // (Only this thread moves the cursor, and not while Passive acks are polled here.)
+  cursor_lsn = cursor_file_lsn();
   {
-    changelog::CursorStore cs0(opts.changelog_dir);
-    auto cur0 = cs0.Get(CursorName(opts.session));
-    const uint64_t wait_ms = static_cast<uint64_t>(opts.ack_wait.count()) *
-                             (cur0.ok() && cur0->lsn > 0 ? 4 : 1);
+    const uint64_t wait_ms = static_cast<uint64_t>(opts.ack_wait.count()) * (cursor_lsn > 0 ? 4 : 1);
     const uint64_t deadline = MonotonicNs() + wait_ms * 1000000ull;
     while (!last_ack && MonotonicNs() < deadline && !stop.load()) PollAcks(100ms);
   }
@@ -551,9 +550,6 @@ Status Syncer::Impl::BecomeActive() {
   resend_backoff_ns = 0;
   inflight.clear();
   resend = false;
-  changelog::CursorStore cs(opts.changelog_dir);
-  auto cur = cs.Get(CursorName(opts.session));
-  cursor_lsn = cur.ok() ? cur->lsn : 0;
   uint64_t from = 0;
   std::string how;
   replay_next = false;
