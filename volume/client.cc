@@ -601,14 +601,36 @@ struct VolumeClient::Impl {
   // Decides an op's outcome from the replies of the bricks in `locked` (AFR's rule): success
   // with quorum; else an error that a quorum agrees on; else EIO. `winners` are the bricks
   // whose state is right; the other bricks of the replica set get accused.
+  // `same_object`: the op names an object by its name (create, mkdir, mknod, symlink), and
+  // bricks that answered with different objects do not agree. A non-exclusive create on a
+  // brick that missed an unlink (it was down) opens the old file still there, while the others
+  // make the new one: the object most bricks made wins, and the others lose (the parent is
+  // marked for entry heal on them) rather than the first brick's answer being taken as it is.
   TxnResult Decide(const std::string& what, const std::vector<Outcome>& out, Mask locked,
-                   bool data_op, Mask* winners) {
+                   bool data_op, Mask* winners, bool same_object = false) {
     Mask ok = 0;
     std::map<int, Mask> errs;
     for (size_t i = 0; i < n; ++i) {
       if (!(locked & (1u << i)) || !out[i].answered) continue;
       if (out[i].reply.err == 0) ok |= 1u << i;
       else errs[out[i].reply.err] |= 1u << i;
+    }
+    if (same_object && ok) {
+      Mask best = 0;
+      for (size_t i = 0; i < n; ++i) {
+        if (!(ok & (1u << i))) continue;
+        Mask same = 0;
+        for (size_t k = 0; k < n; ++k) {
+          if ((ok & (1u << k)) && out[k].reply.attr.gfid == out[i].reply.attr.gfid) same |= 1u << k;
+        }
+        if (Popcount(same) > Popcount(best)) best = same;
+      }
+      if (best != ok) {
+        DRFS_LOG(Warn) << Name() << ": " << what << ": the bricks answered with different objects; "
+                       << "the one " << Popcount(best) << " of them made wins, the others are "
+                       << "marked for self-heal";
+      }
+      ok = best;
     }
     const Mask data_bricks = all & ~ArbiterMask();
     TxnResult r;
@@ -650,7 +672,7 @@ struct VolumeClient::Impl {
 
   // One whole transaction: lock (+pre-op), the op on every locked brick, post-op + unlock.
   TxnResult Transact(const std::string& what, const Request& lock, int type, bool data_op,
-                     const std::function<Request(size_t)>& op) {
+                     const std::function<Request(size_t)>& op, bool same_object = false) {
     if (opts.read_only) return {Errno(EROFS, Name() + " is mounted read-only"), {}};
     auto cl = Snapshot();
     const Mask up = UpMask(cl);
@@ -674,7 +696,7 @@ struct VolumeClient::Impl {
     }
     auto out = Fan(cl, locked, op);
     Mask winners = 0;
-    TxnResult r = Decide(what, out, locked, data_op, &winners);
+    TxnResult r = Decide(what, out, locked, data_op, &winners, same_object);
     if (!r.status.ok() && r.status.sys_errno() == ENOENT && lock.op == Op::kInodelk) {
       r.status = Errno(ESTALE, r.status.message());
     }
@@ -713,7 +735,7 @@ struct VolumeClient::Impl {
     q.parent = parent;
     q.name = std::string(name);
     auto r = Transact(what, EntryLock(parent, name), brick_proto::kMarkEntry, false,
-                      [&q](size_t) { return q; });
+                      [&q](size_t) { return q; }, /*same_object=*/true);
     if (!r.status.ok()) return r.status;
     return r.reply.attr;
   }

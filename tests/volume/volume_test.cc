@@ -230,6 +230,47 @@ TEST(VolumeClient, ABrickDownIsMarkedAndHealedWhenItReturns) {
   ExpectIdentical(c, 3);
 }
 
+// A brick that was down while a file was unlinked still has the old file under its name. A
+// create of that name (not exclusive, as open(O_CREAT) without O_EXCL) makes a new file on the
+// other two, and opens the old one there: the new file must win, never the stale brick's old
+// one (the first brick's answer), and heal must then make all three agree. This came from an
+// e2e run: a kernel create(O_TRUNC) got the stale gfid, its truncate could lock only one brick,
+// and the application got EROFS.
+TEST(VolumeClient, ACreateOverANameAStaleBrickStillHasGetsTheNewFile) {
+  Cluster c(3);
+  auto vc = c.Client();
+  ASSERT_NE(vc, nullptr);
+  auto old = vc->Create(Gfid::Root(), "n14", 0644, 0, 0, true);
+  ASSERT_OK(old);
+  ASSERT_OK(vc->Write(old->gfid, 0, "old contents"));
+  ASSERT_OK(vc->Flush(old->gfid));
+  c.Stop(0);
+  ASSERT_OK(vc->Unlink(Gfid::Root(), "n14"));
+  c.Start(0);
+  // Wait until the client is connected to brick 0 again, so the create goes to all three.
+  for (int i = 0; i < 100; ++i) {
+    auto st = vc->Lookup(Gfid::Root(), "n14");
+    if (!st.ok() && st.status().sys_errno() == ENOENT) {
+      auto r = c.Raw(0);
+      if (r) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  auto made = vc->Create(Gfid::Root(), "n14", 0644, 0, 0, /*exclusive=*/false);
+  ASSERT_OK(made);
+  EXPECT_NE(made->gfid, old->gfid) << "the create returned the stale brick's old file";
+  EXPECT_EQ(made->size, 0u);
+  SetattrArgs t;
+  t.valid = brick_proto::kAttrSize;
+  ASSERT_OK(vc->Setattr(made->gfid, t));
+  auto got = vc->Lookup(Gfid::Root(), "n14");
+  ASSERT_OK(got);
+  EXPECT_EQ(got->gfid, made->gfid);
+  HealUntilClean(c, vc.get(), 3);
+  ExpectIdentical(c, 3);
+}
+
 TEST(VolumeClient, WithoutQuorumWritesFailAndReadsWork) {
   Cluster c(3);
   auto vc = c.Client();
