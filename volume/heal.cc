@@ -753,7 +753,13 @@ class HealRun {
         tm.attr_valid = brick_proto::kAttrAtime | brick_proto::kAttrMtime;
         tm.atime_ns = sa->attr.atime_ns;
         tm.mtime_ns = sa->attr.mtime_ns;
-        if (!S_ISLNK(sa->attr.mode)) (void)Call(cl_[k], tm);
+        // Symlinks too: the brick sets a symlink's own times (utimensat on its O_PATH handle),
+        // and a symlink the heal made would otherwise keep the heal's clock.
+        auto rt = Call(cl_[k], tm);
+        if (!rt.ok() || rt->err != 0) {
+          result = Unavailable("sink refused the times of " + g.ToString());
+          break;
+        }
       }
     }
     auto d = Clear(m, locked, result.ok() ? sinks : 0, brick_proto::kMarkMetadata);

@@ -108,7 +108,7 @@ class Cluster {
     ASSERT_TRUE(entries.ok()) << entries.status().ToString();
     for (auto& e : *entries) {
       const std::string p = path + "/" + e.name;
-      if (!S_ISLNK(e.attr.mode)) (*out)[p] = e.attr.mtime_ns;
+      (*out)[p] = e.attr.mtime_ns;
       if (S_ISDIR(e.attr.mode)) WalkTimes(c, e.gfid, p, out);
     }
   }
