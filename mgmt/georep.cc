@@ -644,8 +644,18 @@ void Georep::Reconcile(const ClusterConfig& requested) {
       const bool embedded = s.kafka.empty();
       for (const std::string& t : {georep::BatchTopic(s.name), georep::AckTopic(s.name)}) {
         if ((embedded && !broker_) || topics_[t] >= s.replica_sets) continue;
-        Status st = embedded ? broker_->CreateTopic(t, s.replica_sets)
-                             : kafka::EnsureTopic(props, t, s.replica_sets, 10000ms);
+        Status st;
+        if (embedded) {
+          st = broker_->CreateTopic(t, s.replica_sets);
+        } else {
+          // A real cluster may take up to the timeout to answer (or be down): not under mu_,
+          // or `georep status` would hang with it. topics_ is only written here, and
+          // reconciles run one at a time.
+          l.unlock();
+          st = kafka::EnsureTopic(props, t, s.replica_sets, 10000ms);
+          l.lock();
+          if (stopped_) return;
+        }
         if (st.ok()) topics_[t] = s.replica_sets;
         else DRFS_LOG(Warn) << "georep: topic " << t << ": " << st.ToString();
       }
