@@ -16,6 +16,7 @@
 #include "common/crc32c.h"
 #include "common/log.h"
 #include "common/time.h"
+#include "mgmt/config.h"
 #include "mgmt/layout.h"
 #include "mgmt/protocol.h"
 #include "volume/client.h"
@@ -330,7 +331,7 @@ int Verify(const Args& a) {
   uint16_t sport = 0;
   auto target = ParseDaemonTarget(a);
   if (!target.ok()) return UsageError(target.status().message(), kGeorepUsage);
-  const std::string pdaemon = target->host + ":" + std::to_string(target->port);
+  std::string pdaemon = target->host + ":" + std::to_string(target->port);
   if (pos.size() == 2) {
     Value args;
     args["name"] = pos[1];
@@ -341,9 +342,17 @@ int Verify(const Args& a) {
     pvol = ss[0].GetString("primary_volume");
     std::string sec = ss[0].GetString("secondary");
     const size_t sep = sec.find("::");
-    shost = sec.substr(0, sep);
     svol = sec.substr(sep + 2);
-    sport = static_cast<uint16_t>(ss[0].GetInt("secondary_port", mgmt::kDefaultDaemonPort));
+    if (ss[0].GetString("role") == mgmt::kRoleSecondary) {
+      // Asked of the secondary's drfsd: the secondary volume is its own, and the session
+      // names the primary's drfsd.
+      shost = target->host;
+      sport = target->port;
+      pdaemon = ss[0].GetString("primary");
+    } else {
+      shost = sec.substr(0, sep);
+      sport = static_cast<uint16_t>(ss[0].GetInt("secondary_port", mgmt::kDefaultDaemonPort));
+    }
   } else if (pos.size() == 3) {
     pvol = pos[1];
     if (Status s = ParseSecondary(pos[2], &shost, &sport, &svol); !s.ok()) return UsageError(s.message(), kGeorepUsage);

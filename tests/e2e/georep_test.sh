@@ -225,6 +225,9 @@ assert j['checkpoint_completed'], j
 assert any(r['status'] == 'Active' for r in j['rows']), j['rows']
 assert j['applier']['state'] == 'Active', j['applier']
 " || fail "status --json does not show a completed checkpoint with an Active syncer and applier"
+# verify also works when asked of the secondary's drfsd (the session there names the primary).
+d s georep verify gs > "$T/verify.out" 2>&1 || { cat "$T/verify.out" >&2; fail "verify asked of the secondary's drfsd"; }
+echo "ok: verify through the secondary's drfsd: $(tail -1 "$T/verify.out")"
 # Stop and delete: the journal cursors go with the session.
 d p georep stop gs >/dev/null || fail "georep stop"
 d p georep delete gs >/dev/null || fail "georep delete"
