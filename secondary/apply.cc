@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <map>
 #include <cerrno>
 #include <cstring>
 #include <mutex>
@@ -23,6 +24,7 @@
 #include "common/failpoint.h"
 #include "common/log.h"
 #include "common/time.h"
+#include "secondary/detail/ordered_executor.h"
 #include "volume/client.h"
 
 namespace drfs::secondary {
@@ -365,24 +367,46 @@ class Run {
   }
 
   // Ends the write transactions the batch opened, so their errors surface here and not later.
-  Status FlushWrites() {
-    for (const Gfid& g : written_) {
-      Status s = v_.Flush(g);
-      if (!s.ok() && !IsGone(s) && IsTransport(s)) return Transport("flush of " + g.ToString(), s);
+  Status FlushWrites(detail::OrderedExecutor& ex) {
+    std::set<Gfid> written;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      written.swap(written_);
     }
-    written_.clear();
+    for (const Gfid& g : written) {
+      if (!ex.Submit({{g.ToString(), true}}, [this, g] { return FlushOne(g); })) break;
+    }
+    return ex.Wait();
+  }
+
+  // Puts the primary's attributes back (entry ops and writes moved times to "now"). One
+  // snapshot per gfid: they may all go at once.
+  Status Attrs(const std::vector<georep::AttrSnapshot>& attrs, uint64_t lsn,
+               detail::OrderedExecutor& ex) {
+    for (const auto& a : attrs) {
+      if (!ex.Submit({{a.gfid.ToString(), true}}, [this, &a, lsn] { return AttrOne(a, lsn); })) break;
+    }
+    return ex.Wait();
+  }
+
+  std::vector<Failure>& failures() { return failures_; }
+  const std::set<Gfid>& removed() const { return removed_; }
+
+ private:
+  Status FlushOne(const Gfid& g) {
+    Status s = v_.Flush(g);
+    if (!s.ok() && !IsGone(s) && IsTransport(s)) return Transport("flush of " + g.ToString(), s);
     return Status::Ok();
   }
 
-  // Puts the primary's attributes back (entry ops and writes moved times to "now").
-  Status Attrs(const std::vector<georep::AttrSnapshot>& attrs, uint64_t lsn) {
-    for (const auto& a : attrs) {
+  Status AttrOne(const georep::AttrSnapshot& a, uint64_t lsn) {
+    {
       auto cur = v_.Getattr(a.gfid);
       if (!cur.ok()) {
-        if (IsGone(cur.status())) continue;
+        if (IsGone(cur.status())) return Status::Ok();
         if (IsTransport(cur.status())) return Transport("getattr of " + a.gfid.ToString(), cur.status());
         AddFailure(lsn, "ATTRS", a.gfid.ToString(), ErrText(cur.status()));
-        continue;
+        return Status::Ok();
       }
       volume::SetattrArgs s;
       const bool link = S_ISLNK(cur->mode);
@@ -399,7 +423,7 @@ class Run {
         s.atime_ns = a.atime_ns;
         s.mtime_ns = a.mtime_ns;
       }
-      if (s.valid == 0) continue;
+      if (s.valid == 0) return Status::Ok();
       auto r = v_.Setattr(a.gfid, s);
       if (!r.ok() && !IsGone(r.status())) {
         if (IsTransport(r.status())) return Transport("setattr of " + a.gfid.ToString(), r.status());
@@ -409,10 +433,6 @@ class Run {
     return Status::Ok();
   }
 
-  std::vector<Failure>& failures() { return failures_; }
-  const std::set<Gfid>& removed() const { return removed_; }
-
- private:
   Status Transport(const std::string& what, const Status& s) {
     return Status(Code::kUnavailable,
                   "replica set " + std::to_string(rs_) + ": " + what +
@@ -436,6 +456,7 @@ class Run {
     f.at_ns = NowNs();
     DRFS_LOG(Warn) << "georep apply: replica set " << rs_ << " LSN " << f.lsn << " " << f.op
                       << " " << f.target << " not applied: " << f.error;
+    std::lock_guard<std::mutex> l(mu_);
     failures_.push_back(std::move(f));
   }
   void Fail(const Record& r, std::string error) {
@@ -490,7 +511,7 @@ class Run {
     if (*have) return Status::Ok();  // created before (this batch was applied already)
     // Replaying, a CREATE of an object that was created and destroyed since must not bring it
     // back: the record that destroyed it may not apply again (its source moved on).
-    if (lenient && (removed_.count(r.gfid) || was_removed_(r.gfid))) return Status::Ok();
+    if (lenient && (WasRemovedHere(r.gfid) || was_removed_(r.gfid))) return Status::Ok();
     Result<Iatt> made = Status(Code::kInternal, "unreachable");
     switch (r.op) {
       case OpType::kCreate:
@@ -665,6 +686,7 @@ class Run {
     if (it.gone || it.data.empty()) return Status::Ok();
     auto w = v_.Write(r.gfid, r.offset + it.data_offset, it.data);
     if (w.ok()) {
+      std::lock_guard<std::mutex> l(mu_);
       written_.insert(r.gfid);
       return Status::Ok();
     }
@@ -689,23 +711,75 @@ class Run {
 
   // The object `a` loses its last name when its entry goes.
   void NoteRemoval(const Iatt& a) {
+    std::lock_guard<std::mutex> l(mu_);
     if (S_ISDIR(a.mode) || a.nlink <= 1) removed_.insert(a.gfid);
+  }
+  bool WasRemovedHere(const Gfid& g) {
+    std::lock_guard<std::mutex> l(mu_);
+    return removed_.count(g) != 0;
   }
 
   VolumeClient& v_;
   uint32_t rs_;
   std::function<bool(const Gfid&)> was_removed_;
+  std::mutex mu_;  // items run on several threads (OrderedExecutor): guards what they share
   std::set<Gfid> removed_;
   std::set<Gfid> written_;
   std::vector<Failure> failures_;
 };
+
+// What an item touches, for OrderedExecutor: ops on one object (its gfid), on one directory
+// entry (parent gfid + name), and a directory against ops inside it (the parent's gfid, shared
+// by the entry ops in it and exclusive for the directory's own mkdir/rmdir/rename) keep the
+// primary's order; everything else may overlap. Renames are also ordered among themselves (one
+// shared key): a directory rename's effect depends on where its ancestors are, which no
+// per-object key captures (a loop check, EINVAL).
+std::vector<detail::OrderedExecutor::Resource> ResourcesOf(const Record& r) {
+  using Res = detail::OrderedExecutor::Resource;
+  auto object = [](const Gfid& g) { return "o" + g.ToString(); };
+  auto entry = [](const Gfid& p, const std::string& n) { return "e" + p.ToString() + "/" + n; };
+  std::vector<Res> v;
+  switch (r.op) {
+    case OpType::kCreate: case OpType::kMkdir: case OpType::kMknod: case OpType::kSymlink:
+    case OpType::kLink: case OpType::kUnlink: case OpType::kRmdir:
+      v.push_back(Res{object(r.gfid), true});
+      v.push_back(Res{object(r.parent), false});
+      v.push_back(Res{entry(r.parent, r.name), true});
+      break;
+    case OpType::kRename:
+      v.push_back(Res{"renames", true});
+      v.push_back(Res{object(r.gfid), true});
+      if (!r.replaced.is_null()) v.push_back(Res{object(r.replaced), true});
+      v.push_back(Res{object(r.parent), false});
+      v.push_back(Res{entry(r.parent, r.name), true});
+      if (r.new_parent != r.parent) v.push_back(Res{object(r.new_parent), false});
+      if (r.new_parent != r.parent || r.new_name != r.name) {
+        v.push_back(Res{entry(r.new_parent, r.new_name), true});
+      }
+      break;
+    default:
+      v.push_back(Res{object(r.gfid), true});
+      break;
+  }
+  return v;
+}
 
 }  // namespace
 
 struct BatchApplier::Impl {
   std::unique_ptr<Db> db;
   std::string session;
+  size_t apply_threads = kDefaultApplyThreads;
   std::mutex mu;  // Db is single-threaded; replica sets apply on their own threads
+  // One per replica set (its batches come from one thread): the ops of a batch in flight.
+  std::map<uint32_t, std::unique_ptr<detail::OrderedExecutor>> executors;
+
+  detail::OrderedExecutor& ExecutorFor(uint32_t rs) {
+    std::lock_guard<std::mutex> l(mu);
+    auto& e = executors[rs];
+    if (!e) e = std::make_unique<detail::OrderedExecutor>(apply_threads);
+    return *e;
+  }
 
   Result<std::optional<Position>> Load(uint32_t rs, uint64_t* replay_until = nullptr) {
     auto row = db->QueryRow("SELECT " + std::string(kPositionColumns) +
@@ -778,9 +852,11 @@ BatchApplier::BatchApplier(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) 
 BatchApplier::~BatchApplier() = default;
 
 Result<std::unique_ptr<BatchApplier>> BatchApplier::Open(const std::string& db_path,
-                                                         const std::string& session) {
+                                                         const std::string& session,
+                                                         size_t apply_threads) {
   auto impl = std::make_unique<Impl>();
   impl->session = session;
+  impl->apply_threads = apply_threads;
   DRFS_ASSIGN_OR_RETURN(impl->db, Db::Open(db_path));
   Status s = impl->db->ExecScript(kSchema);
   if (s.ok()) {
@@ -839,6 +915,8 @@ Result<Outcome> BatchApplier::Apply(VolumeClient& volume, const Batch& batch,
   const bool attempted_before = attempt.source_brick == h.source_brick;
 
   Run run(volume, rs, [this](const Gfid& g) { return impl_->WasRemoved(g); });
+  detail::OrderedExecutor& ex = impl_->ExecutorFor(rs);
+  Status stopped;
   uint64_t applied = 0;
   for (size_t i = 0; i < batch.items.size(); ++i) {
     const Item& it = batch.items[i];
@@ -848,17 +926,26 @@ Result<Outcome> BatchApplier::Apply(VolumeClient& volume, const Batch& batch,
       continue;
     }
     if (DRFS_FAILPOINT("secondary.apply.item")) {
-      return Unavailable("replica set " + std::to_string(rs) + ": failpoint secondary.apply.item "
-                         "at LSN " + std::to_string(it.op.lsn));
+      stopped = Unavailable("replica set " + std::to_string(rs) + ": failpoint "
+                            "secondary.apply.item at LSN " + std::to_string(it.op.lsn));
+      break;
     }
     const bool lenient = plan.lenient_all || (h.flags & georep::kBatchReplay) ||
                          it.op.timestamp_ns <= plan.replay_until_ns ||
                          (attempted_before && it.op.lsn <= attempt.lsn);
-    DRFS_RETURN_IF_ERROR(run.Item(it, lenient));
+    if (!ex.Submit(ResourcesOf(it.op), [&run, &it, lenient] { return run.Item(it, lenient); })) {
+      break;  // an item failed: Wait() says which
+    }
     if (it.op.op != OpType::kWrite || it.last_fragment) ++applied;
   }
-  DRFS_RETURN_IF_ERROR(run.FlushWrites());
-  DRFS_RETURN_IF_ERROR(run.Attrs(batch.attrs, h.last_lsn));
+  // Always waited for: the items refer to `run` and `batch`.
+  Status items = ex.Wait();
+  DRFS_RETURN_IF_ERROR(stopped);
+  DRFS_RETURN_IF_ERROR(items);
+  DRFS_RETURN_IF_ERROR(run.FlushWrites(ex));
+  DRFS_RETURN_IF_ERROR(run.Attrs(batch.attrs, h.last_lsn, ex));
+  std::stable_sort(run.failures().begin(), run.failures().end(),
+                   [](const Failure& a, const Failure& b) { return a.lsn < b.lsn; });
   if (DRFS_FAILPOINT("secondary.apply.before_commit")) {
     return Unavailable("replica set " + std::to_string(rs) +
                        ": failpoint secondary.apply.before_commit");

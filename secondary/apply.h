@@ -50,10 +50,18 @@
 // retried whole later. So are ENOSPC and EDQUOT: a full secondary stalls (the worker shows it
 // Faulty) rather than diverge from the primary op by op.
 //
+// Concurrency. A batch's ops are applied by a few threads at once (apply_threads), so their
+// round trips to the secondary's bricks overlap: each op waits only for the earlier ops of the
+// batch that touch the same object, the same directory entry, or (for a directory's own mkdir,
+// rmdir or rename) anything inside that directory; renames also wait for each other. So every
+// op still sees what the primary's order left for it, and the checks above work unchanged.
+// The position is stored only after all of them (and the attributes) are done.
+//
 // Thread-safety: Apply may run for different replica sets on different threads at once (the
 // database is serialized inside); one replica set's batches must come from one thread.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -95,13 +103,17 @@ struct Failure {
 };
 
 enum class Outcome { kApplied, kDuplicate, kStale, kGap };
+
+inline constexpr size_t kDefaultApplyThreads = 4;
 const char* OutcomeName(Outcome o);
 
 class BatchApplier {
  public:
-  // Opens (creating) the database at `db_path`.
+  // Opens (creating) the database at `db_path`. Up to `apply_threads` ops of a batch go to the
+  // volume at once (see "Concurrency"); 1 applies them one by one.
   static Result<std::unique_ptr<BatchApplier>> Open(const std::string& db_path,
-                                                    const std::string& session);
+                                                    const std::string& session,
+                                                    size_t apply_threads = kDefaultApplyThreads);
   ~BatchApplier();
 
   // Applies `batch` (read at `kafka_offset`) through `volume`. Unavailable: nothing recorded,
