@@ -34,7 +34,7 @@ for i in range(200):
         f.write("file %d\n" % i)
 for i in range(20):
     os.makedirs(os.path.join(root, "d%d" % (i % 8), "e%d" % i), exist_ok=True)
-n = files = dirs = 0
+n = files = dirs = made = 0
 while n < want:
     d1, d2 = rng.randrange(8), rng.randrange(8)
     base = os.path.join(root, "d%d" % d1)
@@ -49,13 +49,19 @@ while n < want:
             os.rename(src, os.path.join(root, "d%d" % d2, "e%d" % rng.randrange(20)))
             dirs += 1
         else:
-            os.rename(src, os.path.join(root, "d%d" % d2, "f%d" % rng.randrange(200)))
+            # Over an existing file about a third of the time (the name space is 3x the files).
+            os.rename(src, os.path.join(root, "d%d" % d2, "f%d" % rng.randrange(600)))
             files += 1
         n += 1
+        if n % 3 == 0:
+            # Keep the population up: a replace destroys a file.
+            made += 1
+            with open(os.path.join(root, "d%d" % rng.randrange(8), "g%d" % made), "w") as f:
+                f.write("made %d\n" % made)
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError, OSError) as e:
         if isinstance(e, OSError) and e.errno not in (2, 20, 21, 39):
             raise
-print("rename storm: %d renames (%d of files, %d of directories)" % (n, files, dirs))
+print("rename storm: %d renames (%d of files, %d of directories), %d files made meanwhile" % (n, files, dirs, made))
 PY
 t1=$(date +%s)
 synced "rename storm of $RENAMES" 900
