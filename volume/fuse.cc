@@ -107,6 +107,8 @@ bool XattrNamespaceOk(const char* name) {
          std::strncmp(name, "security.", 9) == 0;
 }
 
+constexpr char kSelinuxXattr[] = "security.selinux";
+
 // Escapes a value for libfuse's comma-separated -o list.
 std::string EscapeOpt(const std::string& s) {
   std::string out;
@@ -667,8 +669,13 @@ struct FuseMount::Impl {
     auto o = self->OwnerFor(req, parent, *pg, mode & 07777, false);
     if (!o.ok()) return self->Fail(req, "create", o.status());
     const bool exclusive = (fi->flags & O_EXCL) != 0;
-    auto r = self->client->Create(*pg, name, S_IFREG | o->mode, o->uid, o->gid, exclusive);
+    const Gfid fresh = Gfid::Random();
+    auto r = self->client->Create(*pg, name, S_IFREG | o->mode, o->uid, o->gid, exclusive, fresh);
     if (!r.ok()) return self->Fail(req, "create", r.status());
+    // Our gfid back: the file is new and has no security.capability, which the kernel asks
+    // for before the first write (a round trip to a brick). A file that was there already
+    // comes back with its own gfid and is asked about as usual.
+    if (r->gfid == fresh) self->SetNoCaps(fresh, true);
     // A file someone else made just before us is opened as it is; O_TRUNC still applies.
     if ((fi->flags & O_TRUNC) && r->size > 0) {
       SetattrArgs a;
@@ -924,7 +931,7 @@ struct FuseMount::Impl {
   static void Setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value,
                        size_t size, int flags) {
     Impl* self = Self(req);
-    if (!XattrNamespaceOk(name)) {
+    if (!XattrNamespaceOk(name) || (!self->opt.selinux && std::strcmp(name, kSelinuxXattr) == 0)) {
       fuse_reply_err(req, EOPNOTSUPP);
       return;
     }
@@ -953,6 +960,10 @@ struct FuseMount::Impl {
     Impl* self = Self(req);
     if (!XattrNamespaceOk(name)) {
       fuse_reply_err(req, EOPNOTSUPP);
+      return;
+    }
+    if (!self->opt.selinux && std::strcmp(name, kSelinuxXattr) == 0) {
+      fuse_reply_err(req, ENODATA);  // see FuseOptions::selinux
       return;
     }
     auto g = self->GfidOf(req, ino);
@@ -1003,6 +1014,7 @@ struct FuseMount::Impl {
     if (!r.ok()) return self->Fail(req, "listxattr", r.status());
     std::string names;
     for (const auto& n : *r) {
+      if (!self->opt.selinux && n == kSelinuxXattr) continue;
       names += n;
       names += '\0';
     }
@@ -1013,6 +1025,10 @@ struct FuseMount::Impl {
     Impl* self = Self(req);
     if (!XattrNamespaceOk(name)) {
       fuse_reply_err(req, EOPNOTSUPP);
+      return;
+    }
+    if (!self->opt.selinux && std::strcmp(name, kSelinuxXattr) == 0) {
+      fuse_reply_err(req, ENODATA);
       return;
     }
     auto g = self->GfidOf(req, ino);

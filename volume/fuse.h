@@ -17,6 +17,8 @@
 //   reaches the bricks before it returns, and a file's cached pages are dropped when it is
 //   opened (close-to-open consistency between mounts). Writes of up to 1 MiB go to the volume
 //   in one request.
+// - security.selinux is answered here (absent; not settable) unless the selinux option is on,
+//   as GlusterFS's fuse client does: `ls -l` asks for it on every entry.
 // - Errors are the errno of the client's Status (sys_errno()); EIO when it has none.
 //
 // The VolumeClient must outlive the FuseMount.
@@ -41,6 +43,10 @@ struct FuseOptions {
   unsigned max_threads = 16;      // request threads of the session loop
   unsigned max_write = 1u << 20;  // largest write the kernel sends in one request
   bool debug = false;             // log every FUSE request (libfuse's -d)
+  // SELinux labels pass through to the bricks. Off (as GlusterFS's fuse client without -o
+  // selinux): security.selinux is absent (ENODATA) without asking a brick, and setting it is
+  // EOPNOTSUPP. `ls -l` asks for it on every entry, a brick round trip each.
+  bool selinux = false;
   // Mount flags passed through to libfuse and the kernel: "nosuid", "noexec", "noatime", ...
   std::vector<std::string> kernel_options;
 };
