@@ -82,6 +82,8 @@ struct WriteTxn {
   uint64_t owner = 0;
   std::vector<std::shared_ptr<BrickClient>> clients;  // the connections that hold the lock
   Mask locked = 0;   // bricks where the lock and pre-op took
+  Mask up = 0;       // the bricks up when it opened
+  Mask pre = 0;      // bricks the pre-op accused (down when it opened)
   Mask failed = 0;   // locked bricks that then failed a write: accused at post-op
   // Per brick: the bricks it saw fail a write it applied (its post-op accuses them).
   std::vector<Mask> accuse;
@@ -176,6 +178,13 @@ struct VolumeClient::Impl {
       slots[i].next_try = Clock::now();
       bg_cv.notify_all();
     }
+    slots[i].last_error = why;
+  }
+  // NoteFailure for callbacks run on a connection's own io thread: they must not drop what may
+  // be its last reference (its destructor joins that thread). The next Snapshot() replaces a
+  // lost connection.
+  void NoteFailureOf(size_t i, const std::string& why) {
+    std::lock_guard<std::mutex> l(mu);
     slots[i].last_error = why;
   }
   Mask ArbiterMask() const {
@@ -790,13 +799,14 @@ struct VolumeClient::Impl {
       q.lock_owner = owner;
       q.flags = brick_proto::kLockUnlock;
       q.pending = deltas;
-      auto c = cl[i];
-      c->Call(q, [this, p, i, c](Result<Reply> r) {
+      // The callback holds no reference to the connection: run on the connection's own io
+      // thread, it must never be the one to destroy it.
+      cl[i]->Call(q, [this, p, i](Result<Reply> r) {
         if (!r.ok() || r->err != 0) {
           const std::string why = r.ok() ? r->message : r.status().message();
           DRFS_LOG(Warn) << Name() << ": post-op on brick " << slots[i].addr.name << " failed ("
                          << why << "); its markers stay for self-heal to settle";
-          if (!r.ok()) NoteFailure(i, c, why);
+          if (!r.ok()) NoteFailureOf(i, why);
         }
         FinishPost(p);
       });
@@ -871,6 +881,7 @@ struct VolumeClient::Impl {
     const Mask up = UpMask(cl);
     Status err;
     Mask locked = 0;
+    const Mask pre = all & ~up;  // as in Transact: the pre-op accuses the bricks that are down
     const uint64_t owner = NewOwner();
     if (opts.read_only) {
       err = Errno(EROFS, Name() + " is mounted read-only");
@@ -881,13 +892,13 @@ struct VolumeClient::Impl {
     } else {
       std::string why;
       int agreed = 0;
-      locked = Lock(cl, up, InodeLock(g), owner, brick_proto::kMarkData, &why, &agreed);
+      locked = Lock(cl, up, InodeLock(g), owner, brick_proto::kMarkData, &why, &agreed, pre);
       if ((!HasQuorum(locked) || !(locked & ~ArbiterMask())) && agreed != 0) {
-        Release(cl, locked, InodeLock(g), owner, brick_proto::kMarkData);
+        Release(cl, locked, InodeLock(g), owner, brick_proto::kMarkData, pre);
         locked = 0;
         err = Errno(StaleIfGone(InodeLock(g), agreed), Name() + ": write to " + g.ToString() + ": " + why);
       } else if (!HasQuorum(locked) || !(locked & ~ArbiterMask())) {
-        Release(cl, locked, InodeLock(g), owner, brick_proto::kMarkData);
+        Release(cl, locked, InodeLock(g), owner, brick_proto::kMarkData, pre);
         err = Errno(EROFS, Name() + ": write to " + g.ToString() + ": could lock only " +
                                std::to_string(Popcount(locked)) + " bricks (" + why +
                                "); writes need " +
@@ -899,6 +910,8 @@ struct VolumeClient::Impl {
     t->owner = owner;
     t->clients = cl;
     t->locked = locked;
+    t->up = up;
+    t->pre = pre;
     t->accuse.assign(n, 0);
     t->started = t->last_used = Clock::now();
     if (!err.ok()) {
@@ -934,10 +947,22 @@ struct VolumeClient::Impl {
     // (no post-op of its own), so self-heal looks at it even if every accuser is lost.
     const Mask winners = t->locked & ~t->failed;
     const Mask outside = all & ~t->locked;
-    Unlock(t->clients, t->locked, InodeLock(t->gfid), t->owner, [&](size_t i) {
-      return (winners & (1u << i)) ? Deltas(brick_proto::kMarkData, -1, outside | t->accuse[i])
-                                   : std::vector<int32_t>{};
-    });
+    bool clean = t->failed == 0 && t->locked == t->up;
+    for (size_t i = 0; clean && i < n; ++i) clean = t->accuse[i] == 0;
+    if (clean) {
+      // Every write reached every brick that was up, and the pre-op accused the others: only
+      // "dirty" is left to take back, which need not be waited for (see Transact).
+      UnlockAsync(t->clients, t->locked, InodeLock(t->gfid), t->owner,
+                  Deltas(brick_proto::kMarkData, -1, 0), LockKeys(InodeLock(t->gfid)));
+    } else {
+      Unlock(t->clients, t->locked, InodeLock(t->gfid), t->owner, [&](size_t i) {
+        if (!(winners & (1u << i))) return std::vector<int32_t>{};
+        auto d = Deltas(brick_proto::kMarkData, -1, outside | t->accuse[i]);
+        for (size_t j = 0; j < n; ++j)
+          if (t->pre & (1u << j)) d[brick_proto::PendingIndex(static_cast<int>(j), brick_proto::kMarkData)] -= 1;
+        return d;
+      });
+    }
     AddStale(t->gfid, all & ~winners);
     std::lock_guard<std::mutex> l(mu);
     auto it = txns.find(t->gfid);
