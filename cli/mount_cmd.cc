@@ -212,7 +212,9 @@ Status ApplyOption(const std::string& opt, const std::string& default_port, Moun
     (key == "tls-cert" ? c->tls.cert_file : key == "tls-key" ? c->tls.key_file : c->tls.ca_file) = value;
   } else if (key == "write-behind-window") {
     DRFS_ASSIGN_OR_RETURN(uint64_t n, ParseUint(value, "-o write-behind-window"));
-    if (n > (256u << 20)) return InvalidArgument("-o write-behind-window must be at most 268435456 bytes");
+    if (n > (256u << 20)) {
+      return InvalidArgument("-o write-behind-window must be at most 268435456 bytes");
+    }
     c->fuse.write_behind_window = static_cast<size_t>(n);
   } else if (key == "selinux") {
     c->fuse.selinux = true;

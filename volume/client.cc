@@ -610,8 +610,8 @@ struct VolumeClient::Impl {
     }
   }
   // Undoes a pre-op that led nowhere (the lock is given back with "dirty -1").
-  void Release(const std::vector<std::shared_ptr<BrickClient>>& cl, Mask mask,
-               const Request& lock, uint64_t owner, int type, Mask pre_accuse = 0) {
+  void Release(const std::vector<std::shared_ptr<BrickClient>>& cl, Mask mask, const Request& lock,
+               uint64_t owner, int type, Mask pre_accuse = 0) {
     const auto undo = Deltas(type, -1, pre_accuse, -1);
     Unlock(cl, mask, lock, owner, [&](size_t) { return undo; });
   }
@@ -959,7 +959,8 @@ struct VolumeClient::Impl {
         if (!(winners & (1u << i))) return std::vector<int32_t>{};
         auto d = Deltas(brick_proto::kMarkData, -1, outside | t->accuse[i]);
         for (size_t j = 0; j < n; ++j)
-          if (t->pre & (1u << j)) d[brick_proto::PendingIndex(static_cast<int>(j), brick_proto::kMarkData)] -= 1;
+          if (t->pre & (1u << j))
+            d[brick_proto::PendingIndex(static_cast<int>(j), brick_proto::kMarkData)] -= 1;
         return d;
       });
     }

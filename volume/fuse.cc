@@ -811,8 +811,11 @@ struct FuseMount::Impl {
       Behind& b = behind[g];
       if (!b.error.ok()) {
         Status e = std::move(b.error);
-        if (b.inflight == 0) behind.erase(g);
-        else b.error = Status::Ok();
+        if (b.inflight == 0) {
+          behind.erase(g);
+        } else {
+          b.error = Status::Ok();
+        }
         return e;
       }
       ++b.inflight;
