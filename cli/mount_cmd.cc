@@ -56,6 +56,10 @@ constexpr char kMountUsage[] =
     "  layout-interval=S           how often to re-read the layout from drfsd (default 3)\n"
     "  max-threads=N               FUSE request threads (default 16)\n"
     "  tls-cert=F,tls-key=F,tls-ca=F   as --tls-* (a certificate with role 'client')\n"
+    "  write-behind-window=BYTES   writes per file answered before the bricks have them\n"
+    "                              (default 4194304; 0: write(2) waits for the bricks)\n"
+    "  selinux                     pass security.selinux to the bricks (default: absent, as\n"
+    "                              GlusterFS's fuse client; ls -l asks for it on every entry)\n"
     "  debug                       log every FUSE request\n"
     "  nosuid nodev noexec noatime relatime ...  passed to the kernel\n"
     "  _netdev defaults auto noauto nofail user users x-* comment=...  (fstab only; ignored)\n";
@@ -206,6 +210,14 @@ Status ApplyOption(const std::string& opt, const std::string& default_port, Moun
   } else if (key == "tls-cert" || key == "tls-key" || key == "tls-ca") {
     DRFS_RETURN_IF_ERROR(need_value());
     (key == "tls-cert" ? c->tls.cert_file : key == "tls-key" ? c->tls.key_file : c->tls.ca_file) = value;
+  } else if (key == "write-behind-window") {
+    DRFS_ASSIGN_OR_RETURN(uint64_t n, ParseUint(value, "-o write-behind-window"));
+    if (n > (256u << 20)) {
+      return InvalidArgument("-o write-behind-window must be at most 268435456 bytes");
+    }
+    c->fuse.write_behind_window = static_cast<size_t>(n);
+  } else if (key == "selinux") {
+    c->fuse.selinux = true;
   } else if (key == "debug") {
     c->fuse.debug = true;
     c->log_level = LogLevel::kDebug;

@@ -17,6 +17,7 @@
 #include <unordered_map>
 
 #include "brick/client.h"
+#include "common/failpoint.h"
 #include "common/log.h"
 
 namespace drfs::volume {
@@ -81,6 +82,8 @@ struct WriteTxn {
   uint64_t owner = 0;
   std::vector<std::shared_ptr<BrickClient>> clients;  // the connections that hold the lock
   Mask locked = 0;   // bricks where the lock and pre-op took
+  Mask up = 0;       // the bricks up when it opened
+  Mask pre = 0;      // bricks the pre-op accused (down when it opened)
   Mask failed = 0;   // locked bricks that then failed a write: accused at post-op
   // Per brick: the bricks it saw fail a write it applied (its post-op accuses them).
   std::vector<Mask> accuse;
@@ -120,6 +123,11 @@ struct VolumeClient::Impl {
   uint64_t seq = 1;
   std::vector<uint64_t> connected_seq;  // per brick: seq at its latest (re)connection
   std::unordered_map<Gfid, std::shared_ptr<WriteTxn>, Hasher> txns;
+  // Post-ops sent after their op was answered (see Transact), by lock key: a later transaction
+  // of this client on the same key waits for them, rather than meet its own lock as "held".
+  std::unordered_map<std::string, int> unlocking;
+  int posts_inflight = 0;
+  std::condition_variable settle_cv;  // unlocking or posts_inflight went down
   bool stopping = false;
   std::condition_variable bg_cv;
   std::thread bg;
@@ -170,6 +178,13 @@ struct VolumeClient::Impl {
       slots[i].next_try = Clock::now();
       bg_cv.notify_all();
     }
+    slots[i].last_error = why;
+  }
+  // NoteFailure for callbacks run on a connection's own io thread: they must not drop what may
+  // be its last reference (its destructor joins that thread). The next Snapshot() replaces a
+  // lost connection.
+  void NoteFailureOf(size_t i, const std::string& why) {
+    std::lock_guard<std::mutex> l(mu);
     slots[i].last_error = why;
   }
   Mask ArbiterMask() const {
@@ -273,11 +288,12 @@ struct VolumeClient::Impl {
                            " bricks, or half with the first";
     return "more than half of the " + std::to_string(n) + " bricks";
   }
-  std::vector<int32_t> Deltas(int type, int dirty, Mask accuse) const {
+  // `dirty` on the object's own counter, and `by` on the accusation of each brick in `accuse`.
+  std::vector<int32_t> Deltas(int type, int dirty, Mask accuse, int by = 1) const {
     std::vector<int32_t> d(3 + 3 * n, 0);
     d[type] = dirty;
     for (size_t j = 0; j < n; ++j)
-      if (accuse & (1u << j)) d[brick_proto::PendingIndex(static_cast<int>(j), type)] = 1;
+      if (accuse & (1u << j)) d[brick_proto::PendingIndex(static_cast<int>(j), type)] = by;
     return d;
   }
   // Bricks that another brick's markers say are stale.
@@ -515,12 +531,14 @@ struct VolumeClient::Impl {
   // client waits in the same order).
   // `agreed`: the errno every brick that answered and refused gave, when they all gave the same
   // one (ENOENT: the object is gone), else 0.
+  // `pre_accuse`: bricks the pre-op already accuses (they are down, so they will miss the op).
   Mask Lock(const std::vector<std::shared_ptr<BrickClient>>& cl, Mask want, const Request& lock,
-            uint64_t owner, int type, std::string* why = nullptr, int* agreed = nullptr) {
+            uint64_t owner, int type, std::string* why = nullptr, int* agreed = nullptr,
+            Mask pre_accuse = 0) {
     Request q = lock;
     q.lock_owner = owner;
     q.flags = 0;
-    q.pending = Deltas(type, 1, 0);
+    q.pending = Deltas(type, 1, pre_accuse);
     auto out = FanSame(cl, want, q);
     Mask got = 0, busy = 0;
     int common = 0;
@@ -544,7 +562,7 @@ struct VolumeClient::Impl {
     for (size_t i = 0; i < n; ++i)
       if (out[i].sent && !out[i].answered) Abandon(cl[i], lock, owner);
     if (busy == 0) return got;
-    Release(cl, got, lock, owner, type);
+    Release(cl, got, lock, owner, type, pre_accuse);
     got = 0;
     q.flags = brick_proto::kLockBlocking;
     for (size_t i = 0; i < n; ++i) {
@@ -592,9 +610,9 @@ struct VolumeClient::Impl {
     }
   }
   // Undoes a pre-op that led nowhere (the lock is given back with "dirty -1").
-  void Release(const std::vector<std::shared_ptr<BrickClient>>& cl, Mask mask,
-               const Request& lock, uint64_t owner, int type) {
-    const auto undo = Deltas(type, -1, 0);
+  void Release(const std::vector<std::shared_ptr<BrickClient>>& cl, Mask mask, const Request& lock,
+               uint64_t owner, int type, Mask pre_accuse = 0) {
+    const auto undo = Deltas(type, -1, pre_accuse, -1);
     Unlock(cl, mask, lock, owner, [&](size_t) { return undo; });
   }
 
@@ -683,11 +701,16 @@ struct VolumeClient::Impl {
               {}};
     }
     const uint64_t owner = NewOwner();
+    const auto keys = LockKeys(lock);
+    WaitPosts(keys);
+    // The bricks that are down miss this op whatever happens: the pre-op accuses them already,
+    // so that the markers are right from the moment the op is applied (see below).
+    const Mask pre = all & ~up;
     std::string why;
     int agreed = 0;
-    Mask locked = Lock(cl, up, lock, owner, type, &why, &agreed);
+    Mask locked = Lock(cl, up, lock, owner, type, &why, &agreed, pre);
     if (!HasQuorum(locked)) {
-      Release(cl, locked, lock, owner, type);
+      Release(cl, locked, lock, owner, type, pre);
       if (agreed != 0) return {Errno(StaleIfGone(lock, agreed), Name() + ": " + what + ": " + why), {}};
       return {Errno(EROFS, Name() + ": " + what + ": could lock only " +
                                std::to_string(Popcount(locked)) + " of " + std::to_string(n) +
@@ -701,10 +724,115 @@ struct VolumeClient::Impl {
       r.status = Errno(ESTALE, r.status.message());
     }
     const Mask losers = all & ~winners;
-    const auto won = Deltas(type, -1, losers), lost = Deltas(type, -1, 0);
+    // Clean: every brick that was up took the lock and answered the op alike. Then the
+    // pre-op's markers already say all there is (dirty on each of them, the bricks that were
+    // down accused), and the post-op only takes "dirty" back: the caller is answered now and the
+    // post-op and unlock follow without being waited for, as AFR answers before its post-op. A
+    // client that dies in between leaves "dirty" on bricks that agree, which self-heal settles
+    // by majority, and the accusations of the bricks that missed the op. Otherwise (a brick
+    // failed or disagreed), the post-op accuses it before the caller hears of the outcome.
+    bool clean = locked == up;
+    for (size_t i = 0; clean && i < n; ++i) {
+      if (!(locked & (1u << i))) continue;
+      const size_t f = static_cast<size_t>(std::countr_zero(locked));
+      clean = out[i].answered && out[i].reply.err == out[f].reply.err;
+    }
+    if (clean && losers == pre) {
+      UnlockAsync(cl, locked, lock, owner, Deltas(type, -1, 0), keys);
+      return r;
+    }
+    auto won = Deltas(type, -1, losers), lost = Deltas(type, -1, 0);
+    for (size_t j = 0; j < n; ++j) {
+      if (!(pre & (1u << j))) continue;
+      const size_t k = brick_proto::PendingIndex(static_cast<int>(j), type);
+      won[k] -= 1;  // the pre-op's accusation is already there
+      lost[k] -= 1;
+    }
     Unlock(cl, locked, lock, owner,
            [&](size_t i) { return (winners & (1u << i)) ? won : lost; });
     return r;
+  }
+
+  // ---- post-ops after the answer ----
+
+  // What a lock request holds, as keys for `unlocking`.
+  static std::vector<std::string> LockKeys(const Request& lock) {
+    if (lock.op == Op::kInodelk) return {"i" + lock.gfid.ToString()};
+    std::vector<std::string> v{"e" + lock.parent.ToString() + "/" + lock.name};
+    if (!lock.new_parent.is_null()) {
+      v.push_back("e" + lock.new_parent.ToString() + "/" + lock.new_name);
+    }
+    return v;
+  }
+  // Waits until this client's post-ops on `keys` are answered: until then the bricks still
+  // hold those locks for it.
+  void WaitPosts(const std::vector<std::string>& keys) {
+    std::unique_lock<std::mutex> l(mu);
+    settle_cv.wait(l, [&] {
+      for (const auto& k : keys)
+        if (unlocking.count(k)) return false;
+      return true;
+    });
+  }
+  void Settle() {
+    std::unique_lock<std::mutex> l(mu);
+    settle_cv.wait(l, [&] { return posts_inflight == 0; });
+  }
+  struct AsyncPost {
+    std::atomic<int> remaining{0};
+    std::vector<std::string> keys;
+  };
+  void FinishPost(const std::shared_ptr<AsyncPost>& p) {
+    if (--p->remaining != 0) return;
+    std::lock_guard<std::mutex> l(mu);
+    for (const auto& k : p->keys) {
+      auto it = unlocking.find(k);
+      if (it != unlocking.end() && --it->second == 0) unlocking.erase(it);
+    }
+    --posts_inflight;
+    settle_cv.notify_all();  // under mu: Settle() in the destructor cannot return before this
+  }
+  // Post-op `deltas` and unlock on the bricks in `mask`, answered in the background.
+  void UnlockAsync(const std::vector<std::shared_ptr<BrickClient>>& cl, Mask mask,
+                   const Request& lock, uint64_t owner, const std::vector<int32_t>& deltas,
+                   const std::vector<std::string>& keys) {
+    auto p = std::make_shared<AsyncPost>();
+    p->keys = keys;
+    int count = 0;
+    for (size_t i = 0; i < n; ++i)
+      if ((mask & (1u << i)) && cl[i]) ++count;
+    if (count == 0) return;
+    p->remaining = count;
+    {
+      std::lock_guard<std::mutex> l(mu);
+      for (const auto& k : keys) ++unlocking[k];
+      ++posts_inflight;
+    }
+    // Tests: the client "dies" between the answer and the post-op (nothing is sent; its locks
+    // go when its connections close).
+    const bool drop = DRFS_FAILPOINT("volume.client.before_post_op");
+    for (size_t i = 0; i < n; ++i) {
+      if (!(mask & (1u << i)) || !cl[i]) continue;
+      if (drop) {
+        FinishPost(p);
+        continue;
+      }
+      Request q = lock;
+      q.lock_owner = owner;
+      q.flags = brick_proto::kLockUnlock;
+      q.pending = deltas;
+      // The callback holds no reference to the connection: run on the connection's own io
+      // thread, it must never be the one to destroy it.
+      cl[i]->Call(q, [this, p, i](Result<Reply> r) {
+        if (!r.ok() || r->err != 0) {
+          const std::string why = r.ok() ? r->message : r.status().message();
+          DRFS_LOG(Warn) << Name() << ": post-op on brick " << slots[i].addr.name << " failed ("
+                         << why << "); its markers stay for self-heal to settle";
+          if (!r.ok()) NoteFailureOf(i, why);
+        }
+        FinishPost(p);
+      });
+    }
   }
 
   uint64_t NewOwner() { return owner_base + owner_seq.fetch_add(1); }
@@ -770,10 +898,12 @@ struct VolumeClient::Impl {
       txns[g] = t;
     }
     // This thread opens it.
+    WaitPosts(LockKeys(InodeLock(g)));
     auto cl = Snapshot();
     const Mask up = UpMask(cl);
     Status err;
     Mask locked = 0;
+    const Mask pre = all & ~up;  // as in Transact: the pre-op accuses the bricks that are down
     const uint64_t owner = NewOwner();
     if (opts.read_only) {
       err = Errno(EROFS, Name() + " is mounted read-only");
@@ -784,13 +914,13 @@ struct VolumeClient::Impl {
     } else {
       std::string why;
       int agreed = 0;
-      locked = Lock(cl, up, InodeLock(g), owner, brick_proto::kMarkData, &why, &agreed);
+      locked = Lock(cl, up, InodeLock(g), owner, brick_proto::kMarkData, &why, &agreed, pre);
       if ((!HasQuorum(locked) || !(locked & ~ArbiterMask())) && agreed != 0) {
-        Release(cl, locked, InodeLock(g), owner, brick_proto::kMarkData);
+        Release(cl, locked, InodeLock(g), owner, brick_proto::kMarkData, pre);
         locked = 0;
         err = Errno(StaleIfGone(InodeLock(g), agreed), Name() + ": write to " + g.ToString() + ": " + why);
       } else if (!HasQuorum(locked) || !(locked & ~ArbiterMask())) {
-        Release(cl, locked, InodeLock(g), owner, brick_proto::kMarkData);
+        Release(cl, locked, InodeLock(g), owner, brick_proto::kMarkData, pre);
         err = Errno(EROFS, Name() + ": write to " + g.ToString() + ": could lock only " +
                                std::to_string(Popcount(locked)) + " bricks (" + why +
                                "); writes need " +
@@ -802,6 +932,8 @@ struct VolumeClient::Impl {
     t->owner = owner;
     t->clients = cl;
     t->locked = locked;
+    t->up = up;
+    t->pre = pre;
     t->accuse.assign(n, 0);
     t->started = t->last_used = Clock::now();
     if (!err.ok()) {
@@ -837,10 +969,23 @@ struct VolumeClient::Impl {
     // (no post-op of its own), so self-heal looks at it even if every accuser is lost.
     const Mask winners = t->locked & ~t->failed;
     const Mask outside = all & ~t->locked;
-    Unlock(t->clients, t->locked, InodeLock(t->gfid), t->owner, [&](size_t i) {
-      return (winners & (1u << i)) ? Deltas(brick_proto::kMarkData, -1, outside | t->accuse[i])
-                                   : std::vector<int32_t>{};
-    });
+    bool clean = t->failed == 0 && t->locked == t->up;
+    for (size_t i = 0; clean && i < n; ++i) clean = t->accuse[i] == 0;
+    if (clean) {
+      // Every write reached every brick that was up, and the pre-op accused the others: only
+      // "dirty" is left to take back, which need not be waited for (see Transact).
+      UnlockAsync(t->clients, t->locked, InodeLock(t->gfid), t->owner,
+                  Deltas(brick_proto::kMarkData, -1, 0), LockKeys(InodeLock(t->gfid)));
+    } else {
+      Unlock(t->clients, t->locked, InodeLock(t->gfid), t->owner, [&](size_t i) {
+        if (!(winners & (1u << i))) return std::vector<int32_t>{};
+        auto d = Deltas(brick_proto::kMarkData, -1, outside | t->accuse[i]);
+        for (size_t j = 0; j < n; ++j)
+          if (t->pre & (1u << j))
+            d[brick_proto::PendingIndex(static_cast<int>(j), brick_proto::kMarkData)] -= 1;
+        return d;
+      });
+    }
     AddStale(t->gfid, all & ~winners);
     std::lock_guard<std::mutex> l(mu);
     auto it = txns.find(t->gfid);
@@ -871,7 +1016,10 @@ VolumeClient::~VolumeClient() {
     for (auto& [g, t] : impl_->txns) open.push_back(t);
   }
   for (auto& t : open) impl_->CloseTxn(t);
+  impl_->Settle();
 }
+
+void VolumeClient::Settle() { impl_->Settle(); }
 
 Result<std::unique_ptr<VolumeClient>> VolumeClient::Open(const Layout& layout,
                                                          const VolumeClientOptions& options) {

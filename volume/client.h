@@ -6,7 +6,12 @@
 // - Every mutation goes to every brick of the replica set, as a transaction: lock on the bricks
 //   (inodelk for data and metadata, entrylk on the parent for names), pre-op (mark the object
 //   dirty), the op, post-op (clear dirty; on the bricks that succeeded, mark the bricks that did
-//   not as pending), unlock. Pre-op and post-op ride on the lock and unlock requests.
+//   not as pending), unlock. Pre-op and post-op ride on the lock and unlock requests. The
+//   pre-op already accuses the bricks that are down. When every other brick answered the op
+//   alike, the op is answered right away and its post-op and unlock follow in the background
+//   (AFR's order); otherwise the post-op accuses the bricks that failed before the answer.
+//   Either way, once an op is answered the markers on the bricks that applied it name every
+//   brick that missed it, or (the client died before the post-op) leave "dirty" behind.
 // - It succeeds when a quorum succeeded: more than half of the bricks; with two, exactly half
 //   when the first brick is among them (cluster.quorum-type auto), or cluster.quorum-count
 //   (fixed). Data ops also need a brick that holds data (not only the arbiter). Without
@@ -89,7 +94,10 @@ class VolumeClient {
   // work); bricks that are down are retried on later calls.
   static Result<std::unique_ptr<VolumeClient>> Open(const Layout& layout,
                                                     const VolumeClientOptions& options = {});
-  ~VolumeClient();  // ends open write transactions (post-op, unlock)
+  ~VolumeClient();  // ends open write transactions (post-op, unlock), waits for post-ops
+
+  // Waits until the post-ops of every answered op are answered by the bricks (see above).
+  void Settle();
   VolumeClient(const VolumeClient&) = delete;
   VolumeClient& operator=(const VolumeClient&) = delete;
 

@@ -27,6 +27,7 @@
 #include <unordered_map>
 
 #include "common/log.h"
+#include "common/thread_pool.h"
 #include "volume/detail/inode_table.h"
 
 namespace drfs::volume {
@@ -106,6 +107,8 @@ bool XattrNamespaceOk(const char* name) {
   return std::strncmp(name, "user.", 5) == 0 || std::strncmp(name, "trusted.", 8) == 0 ||
          std::strncmp(name, "security.", 9) == 0;
 }
+
+constexpr char kSelinuxXattr[] = "security.selinux";
 
 // Escapes a value for libfuse's comma-separated -o list.
 std::string EscapeOpt(const std::string& s) {
@@ -207,7 +210,9 @@ struct FuseMount::Impl {
         opt(o),
         inodes(static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(
                                          std::chrono::system_clock::now().time_since_epoch())
-                                         .count())) {}
+                                         .count())) {
+    if (opt.write_behind_window > 0) wb_pool = std::make_unique<ThreadPool>(4, "fuse-wb");
+  }
 
   VolumeClient* client;
   std::string mountpoint;
@@ -226,7 +231,50 @@ struct FuseMount::Impl {
   Handles<FileHandle> files;
   Handles<DirHandle> dirs;
 
+  // Write-behind (FuseOptions::write_behind_window): writes of one file answered to the kernel
+  // before the bricks have them, by file. A write waits for those it overlaps (so replicas
+  // apply overlapping writes in the application's order) and for room in the window; reads,
+  // attributes, listings, xattrs, flush, fsync and release of the file wait for them all, so
+  // nothing this mount shows is older than what it answered. The first error of a write that
+  // failed after its answer is returned by the file's next write, flush or fsync (NFS's and
+  // GlusterFS's write-behind behave so).
+  struct Behind {
+    int inflight = 0;
+    size_t bytes = 0;
+    std::vector<std::pair<uint64_t, uint64_t>> ranges;  // [start, end) in flight
+    Status error;
+  };
+  std::mutex wb_mu;
+  std::condition_variable wb_cv;
+  std::unordered_map<Gfid, Behind, detail::GfidHash> behind;
+  // Last: destroyed first, so writes still queued finish while the rest is alive.
+  std::unique_ptr<ThreadPool> wb_pool;
+
   static Impl* Self(fuse_req_t req) { return static_cast<Impl*>(fuse_req_userdata(req)); }
+
+  // Waits until no write of g is in flight. `take_error`: returns the first error such a write
+  // met since the last time one was taken (and forgets it).
+  Status DrainWrites(const Gfid& g, bool take_error) {
+    if (!wb_pool) return Status::Ok();
+    std::unique_lock<std::mutex> l(wb_mu);
+    auto it = behind.find(g);
+    if (it == behind.end()) return Status::Ok();
+    wb_cv.wait(l, [&] {
+      auto i = behind.find(g);
+      return i == behind.end() || i->second.inflight == 0;
+    });
+    it = behind.find(g);
+    if (it == behind.end() || !take_error) return Status::Ok();
+    Status e = std::move(it->second.error);
+    behind.erase(it);
+    return e;
+  }
+  bool WritesInFlight(const Gfid& g) {
+    if (!wb_pool) return false;
+    std::lock_guard<std::mutex> l(wb_mu);
+    auto it = behind.find(g);
+    return it != behind.end() && it->second.inflight > 0;
+  }
 
   std::optional<Gfid> GfidOf(fuse_req_t req, fuse_ino_t ino) {
     auto g = inodes.Find(ino);
@@ -369,6 +417,12 @@ struct FuseMount::Impl {
       }
       return self->Fail(req, "lookup", r.status());
     }
+    if (self->WritesInFlight(r->gfid)) {
+      // Its size is about to change: answer with what this mount already acknowledged.
+      (void)self->DrainWrites(r->gfid, false);
+      r = self->client->Getattr(r->gfid);
+      if (!r.ok()) return self->Fail(req, "lookup", r.status());
+    }
     self->ReplyEntry(req, *r);
   }
 
@@ -387,6 +441,7 @@ struct FuseMount::Impl {
     Impl* self = Self(req);
     auto g = self->GfidOf(req, ino);
     if (!g) return;
+    (void)self->DrainWrites(*g, false);
     auto r = self->client->Getattr(*g);
     if (!r.ok()) return self->Fail(req, "getattr", r.status());
     self->ReplyAttr(req, *r);
@@ -428,6 +483,7 @@ struct FuseMount::Impl {
     }
     // Only a ctime update (the kernel sends one with some changes it makes itself): the
     // bricks set ctime on every change anyway.
+    (void)self->DrainWrites(*g, false);
     auto r = a.valid == 0 ? self->client->Getattr(*g) : self->client->Setattr(*g, a);
     if (!r.ok()) return self->Fail(req, "setattr", r.status());
     self->ReplyAttr(req, *r);
@@ -667,8 +723,13 @@ struct FuseMount::Impl {
     auto o = self->OwnerFor(req, parent, *pg, mode & 07777, false);
     if (!o.ok()) return self->Fail(req, "create", o.status());
     const bool exclusive = (fi->flags & O_EXCL) != 0;
-    auto r = self->client->Create(*pg, name, S_IFREG | o->mode, o->uid, o->gid, exclusive);
+    const Gfid fresh = Gfid::Random();
+    auto r = self->client->Create(*pg, name, S_IFREG | o->mode, o->uid, o->gid, exclusive, fresh);
     if (!r.ok()) return self->Fail(req, "create", r.status());
+    // Our gfid back: the file is new and has no security.capability, which the kernel asks
+    // for before the first write (a round trip to a brick). A file that was there already
+    // comes back with its own gfid and is asked about as usual.
+    if (r->gfid == fresh) self->SetNoCaps(fresh, true);
     // A file someone else made just before us is opened as it is; O_TRUNC still applies.
     if ((fi->flags & O_TRUNC) && r->size > 0) {
       SetattrArgs a;
@@ -704,6 +765,7 @@ struct FuseMount::Impl {
     auto h = self->Handle(fi);
     std::optional<Gfid> g = h ? std::optional<Gfid>(h->gfid) : self->GfidOf(req, ino);
     if (!g) return;
+    (void)self->DrainWrites(*g, false);
     auto r = self->client->Read(*g, static_cast<uint64_t>(off), size);
     if (!r.ok()) return self->Fail(req, "read", r.status());
     fuse_reply_buf(req, r->data(), r->size());
@@ -717,11 +779,72 @@ struct FuseMount::Impl {
     if (!g) return;
     // O_APPEND: with writeback caching off the kernel takes the offset from its own i_size
     // under the inode lock and passes it here, so appends through this mount never overlap.
+    if (h && self->wb_pool && size <= self->opt.write_behind_window) {
+      Status s = self->WriteBehind(*g, static_cast<uint64_t>(off), std::string(buf, size));
+      if (!s.ok()) return self->Fail(req, "write", s);
+      h->wrote = true;
+      fuse_reply_write(req, size);
+      return;
+    }
     auto r = self->client->Write(*g, static_cast<uint64_t>(off), std::string(buf, size));
     if (!r.ok()) return self->Fail(req, "write", r.status());
     if (h) h->wrote = true;
     self->Note(*r);
     fuse_reply_write(req, size);
+  }
+
+  // Queues a write to the volume (see Behind). Fails with the error of an earlier write of g
+  // that failed after its answer; this one is then not made.
+  Status WriteBehind(const Gfid& g, uint64_t off, std::string data) {
+    const uint64_t end = off + data.size();
+    const size_t len = data.size();
+    {
+      std::unique_lock<std::mutex> l(wb_mu);
+      wb_cv.wait(l, [&] {
+        Behind& b = behind[g];
+        if (!b.error.ok()) return true;
+        if (b.inflight > 0 && b.bytes + len > opt.write_behind_window) return false;
+        for (auto& [s, e] : b.ranges)
+          if (s < end && off < e) return false;
+        return true;
+      });
+      Behind& b = behind[g];
+      if (!b.error.ok()) {
+        Status e = std::move(b.error);
+        if (b.inflight == 0) {
+          behind.erase(g);
+        } else {
+          b.error = Status::Ok();
+        }
+        return e;
+      }
+      ++b.inflight;
+      b.bytes += len;
+      b.ranges.emplace_back(off, end);
+    }
+    auto done = [this, g, off, end, len](const Status& st) {
+      std::lock_guard<std::mutex> l(wb_mu);
+      Behind& b = behind[g];
+      if (!st.ok() && b.error.ok()) b.error = st;
+      --b.inflight;
+      b.bytes -= len;
+      auto it = std::find(b.ranges.begin(), b.ranges.end(), std::make_pair(off, end));
+      if (it != b.ranges.end()) b.ranges.erase(it);
+      if (b.inflight == 0 && b.error.ok()) behind.erase(g);
+      wb_cv.notify_all();
+    };
+    auto shared = std::make_shared<std::string>(std::move(data));
+    bool queued = wb_pool->Submit([this, g, off, shared, done] {
+      auto r = client->Write(g, off, std::move(*shared));
+      if (r.ok()) Note(*r);
+      done(r.status());
+    });
+    if (!queued) {  // shutting down: write it here
+      auto r = client->Write(g, off, std::move(*shared));
+      done(r.status());
+      return r.status();
+    }
+    return Status::Ok();
   }
 
   static void Flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
@@ -730,7 +853,8 @@ struct FuseMount::Impl {
     std::optional<Gfid> g = h ? std::optional<Gfid>(h->gfid) : self->GfidOf(req, ino);
     if (!g) return;
     // close(2) reports what this returns: errors of writes still settling show up here.
-    Status s = self->client->Flush(*g);
+    Status s = self->DrainWrites(*g, true);
+    if (s.ok()) s = self->client->Flush(*g);
     if (!s.ok()) return self->Fail(req, "flush", s);
     fuse_reply_err(req, 0);
   }
@@ -739,7 +863,8 @@ struct FuseMount::Impl {
     Impl* self = Self(req);
     auto h = self->files.Remove(fi->fh);
     if (h && h->wrote) {
-      Status s = self->client->Flush(h->gfid);
+      Status s = self->DrainWrites(h->gfid, true);
+      if (s.ok()) s = self->client->Flush(h->gfid);
       if (!s.ok()) DRFS_LOG(Warn) << "release " << h->gfid.ToString() << ": " << s.message();
     }
     self->CloseHandle(std::move(h));
@@ -751,7 +876,8 @@ struct FuseMount::Impl {
     auto h = self->Handle(fi);
     std::optional<Gfid> g = h ? std::optional<Gfid>(h->gfid) : self->GfidOf(req, ino);
     if (!g) return;
-    Status s = self->client->Fsync(*g, datasync != 0);
+    Status s = self->DrainWrites(*g, true);
+    if (s.ok()) s = self->client->Fsync(*g, datasync != 0);
     if (!s.ok()) return self->Fail(req, "fsync", s);
     fuse_reply_err(req, 0);
   }
@@ -762,6 +888,7 @@ struct FuseMount::Impl {
     auto h = self->Handle(fi);
     std::optional<Gfid> g = h ? std::optional<Gfid>(h->gfid) : self->GfidOf(req, ino);
     if (!g) return;
+    (void)self->DrainWrites(*g, false);
     auto r = self->client->Fallocate(*g, static_cast<uint32_t>(mode), static_cast<uint64_t>(offset),
                                      static_cast<uint64_t>(length));
     if (!r.ok()) return self->Fail(req, "fallocate", r.status());
@@ -830,6 +957,10 @@ struct FuseMount::Impl {
       fuse_entry_param e;
       std::memset(&e, 0, sizeof e);
       e.attr = st;
+      if (attr && WritesInFlight(attr->gfid)) {
+        // Its size is about to change: leave its attributes out rather than show an old size.
+        attr = nullptr;
+      }
       if (attr) {
         // The kernel counts these as lookups; the count goes up only once the entry is in.
         refs.push_back(inodes.Ref(attr->gfid));
@@ -924,7 +1055,7 @@ struct FuseMount::Impl {
   static void Setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value,
                        size_t size, int flags) {
     Impl* self = Self(req);
-    if (!XattrNamespaceOk(name)) {
+    if (!XattrNamespaceOk(name) || (!self->opt.selinux && std::strcmp(name, kSelinuxXattr) == 0)) {
       fuse_reply_err(req, EOPNOTSUPP);
       return;
     }
@@ -953,6 +1084,10 @@ struct FuseMount::Impl {
     Impl* self = Self(req);
     if (!XattrNamespaceOk(name)) {
       fuse_reply_err(req, EOPNOTSUPP);
+      return;
+    }
+    if (!self->opt.selinux && std::strcmp(name, kSelinuxXattr) == 0) {
+      fuse_reply_err(req, ENODATA);  // see FuseOptions::selinux
       return;
     }
     auto g = self->GfidOf(req, ino);
@@ -1003,6 +1138,7 @@ struct FuseMount::Impl {
     if (!r.ok()) return self->Fail(req, "listxattr", r.status());
     std::string names;
     for (const auto& n : *r) {
+      if (!self->opt.selinux && n == kSelinuxXattr) continue;
       names += n;
       names += '\0';
     }
@@ -1013,6 +1149,10 @@ struct FuseMount::Impl {
     Impl* self = Self(req);
     if (!XattrNamespaceOk(name)) {
       fuse_reply_err(req, EOPNOTSUPP);
+      return;
+    }
+    if (!self->opt.selinux && std::strcmp(name, kSelinuxXattr) == 0) {
+      fuse_reply_err(req, ENODATA);
       return;
     }
     auto g = self->GfidOf(req, ino);

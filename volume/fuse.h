@@ -13,10 +13,16 @@
 //   mount, as with GlusterFS.
 // - Caching: the kernel caches names for entry_timeout and attributes for attr_timeout; a name
 //   found missing is cached for negative_timeout. The defaults (1 s, 1 s, 0 s) favour seeing
-//   changes made through another mount quickly. Writeback caching is off, so every write(2)
-//   reaches the bricks before it returns, and a file's cached pages are dropped when it is
-//   opened (close-to-open consistency between mounts). Writes of up to 1 MiB go to the volume
-//   in one request.
+//   changes made through another mount quickly. The kernel's writeback cache is off, and a
+//   file's cached pages are dropped when it is opened (close-to-open consistency between
+//   mounts). Writes of up to 1 MiB go to the volume in one request. Write-behind (on by
+//   default, write_behind_window) answers a write(2) before the bricks have it, as GlusterFS's
+//   write-behind does: this mount's reads, stats and listings of the file wait for it, close(2)
+//   and fsync(2) return only once it is on a quorum and report its error; another mount sees it
+//   once it lands (at the latest when the writer's close returns). With the window at 0 every
+//   write(2) reaches the bricks before it returns.
+// - security.selinux is answered here (absent; not settable) unless the selinux option is on,
+//   as GlusterFS's fuse client does: `ls -l` asks for it on every entry.
 // - Errors are the errno of the client's Status (sys_errno()); EIO when it has none.
 //
 // The VolumeClient must outlive the FuseMount.
@@ -40,7 +46,16 @@ struct FuseOptions {
   double negative_timeout = 0.0;  // seconds the kernel caches "no such name"
   unsigned max_threads = 16;      // request threads of the session loop
   unsigned max_write = 1u << 20;  // largest write the kernel sends in one request
+  // Write-behind: up to this many bytes of writes per file are answered before the bricks have
+  // them (each write still waits for the ones it overlaps). Their errors come back from the
+  // file's next write, flush (close) or fsync; fsync and close return only once every write
+  // before them is on a quorum of bricks. 0: every write(2) waits for the bricks.
+  size_t write_behind_window = 4u << 20;
   bool debug = false;             // log every FUSE request (libfuse's -d)
+  // SELinux labels pass through to the bricks. Off (as GlusterFS's fuse client without -o
+  // selinux): security.selinux is absent (ENODATA) without asking a brick, and setting it is
+  // EOPNOTSUPP. `ls -l` asks for it on every entry, a brick round trip each.
+  bool selinux = false;
   // Mount flags passed through to libfuse and the kernel: "nosuid", "noexec", "noatime", ...
   std::vector<std::string> kernel_options;
 };

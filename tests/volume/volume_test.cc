@@ -10,6 +10,7 @@
 
 #include "brick/client.h"
 #include "brick/server.h"
+#include "common/failpoint.h"
 #include "tests/common/test_util.h"
 #include "volume/heal.h"
 
@@ -203,6 +204,7 @@ TEST(VolumeClient, ReplicatesEveryOpWithTheSameGfids) {
   EXPECT_EQ(got->gfid, f->gfid);
   EXPECT_EQ(got->size, 11u);
   EXPECT_EQ(got->mode & 07777, 0600u);
+  vc->Settle();  // post-ops follow the answers (client.h)
   ExpectIdentical(c, 3);
   for (int i = 0; i < 3; ++i) EXPECT_TRUE(c.Index(i).empty()) << "markers left on brick " << i;
 }
@@ -343,6 +345,8 @@ TEST(VolumeClient, TwoClientsAtOnceAgree) {
   for (auto& t : th) t.join();
   ASSERT_OK(a->Flush(shared->gfid));
   ASSERT_OK(b->Flush(shared->gfid));
+  a->Settle();
+  b->Settle();
   for (int i = 0; i < 3; ++i) EXPECT_TRUE(c.Index(i).empty()) << "markers left on brick " << i;
   ExpectIdentical(c, 3);
 }
@@ -407,6 +411,96 @@ TEST(VolumeClient, HealAfterRotatingFailuresKeepsTheNewestData) {
   ASSERT_OK(data);
   EXPECT_EQ(*data, "version 2");
   EXPECT_EQ(vc->Lookup(p->gfid, "a").status().sys_errno(), ENOENT);
+}
+
+// An op is answered before its post-op (client.h). A client that dies right after the answer,
+// before any post-op reaches a brick, must still leave markers from which self-heal repairs
+// every brick to the acknowledged state: "dirty" on the bricks that applied it, and the pre-op's
+// accusation of a brick that was down.
+TEST(VolumeClient, AClientDeadBetweenTheAnswerAndThePostOpIsHealed) {
+  if (!failpoint::CompiledIn()) GTEST_SKIP() << "needs DRFS_FAILPOINTS";
+  Cluster c(3);
+  Gfid d, kept;
+  {
+    auto vc = c.Client();
+    ASSERT_NE(vc, nullptr);
+    auto dir = vc->Mkdir(Gfid::Root(), "d", 0755, 0, 0);
+    ASSERT_OK(dir);
+    d = dir->gfid;
+    for (const char* name : {"a", "b", "c"}) ASSERT_OK(vc->Create(d, name, 0644, 0, 0, true));
+    vc->Settle();
+    for (int i = 0; i < 3; ++i) ASSERT_TRUE(c.Index(i).empty());
+
+    c.Stop(2);
+    ASSERT_TRUE(failpoint::Set("volume.client.before_post_op", "error"));
+    // Each is answered OK, and none of their post-ops is ever sent.
+    auto k = vc->Create(d, "new", 0644, 0, 0, true);
+    ASSERT_OK(k);
+    kept = k->gfid;
+    ASSERT_OK(vc->Rename(d, "a", d, "a2"));
+    ASSERT_OK(vc->Unlink(d, "b"));
+    EXPECT_GE(failpoint::HitCount("volume.client.before_post_op"), 3);
+    failpoint::ClearAll();
+    // The bricks that applied them know the directory needs heal.
+    EXPECT_FALSE(c.Index(0).empty());
+    EXPECT_FALSE(c.Index(1).empty());
+  }  // the client is gone: its connections, and so its locks, with it
+
+  c.Start(2);
+  auto vc = c.Client();
+  ASSERT_NE(vc, nullptr);
+  HealUntilClean(c, vc.get(), 3);
+  ExpectIdentical(c, 3);
+  auto t = c.Tree(2);
+  EXPECT_TRUE(t.count("/d/new"));
+  EXPECT_TRUE(t.count("/d/a2"));
+  EXPECT_FALSE(t.count("/d/a"));
+  EXPECT_FALSE(t.count("/d/b"));
+  EXPECT_TRUE(t.count("/d/c"));
+  auto got = vc->Lookup(d, "new");
+  ASSERT_OK(got);
+  EXPECT_EQ(got->gfid, kept);
+}
+
+// The same with every brick up: only "dirty" is left, on bricks that agree, and heal clears it
+// without changing anything.
+TEST(VolumeClient, DirtyLeftByADeadClientOnAgreeingBricksIsCleared) {
+  if (!failpoint::CompiledIn()) GTEST_SKIP() << "needs DRFS_FAILPOINTS";
+  Cluster c(3);
+  {
+    auto vc = c.Client();
+    ASSERT_NE(vc, nullptr);
+    ASSERT_OK(vc->Create(Gfid::Root(), "x", 0644, 0, 0, true));
+    vc->Settle();
+    ASSERT_TRUE(failpoint::Set("volume.client.before_post_op", "error"));
+    ASSERT_OK(vc->Rename(Gfid::Root(), "x", Gfid::Root(), "y"));
+    failpoint::ClearAll();
+    for (int i = 0; i < 3; ++i) EXPECT_FALSE(c.Index(i).empty()) << "no dirty on brick " << i;
+  }
+  auto vc = c.Client();
+  ASSERT_NE(vc, nullptr);
+  HealUntilClean(c, vc.get(), 3);
+  ExpectIdentical(c, 3);
+  EXPECT_TRUE(c.Tree(0).count("/y"));
+  EXPECT_FALSE(c.Tree(0).count("/x"));
+}
+
+// A later op of the same client on a name whose post-op is still under way waits for it
+// rather than find the bricks' lock held: back-to-back ops on one name all succeed, quickly.
+TEST(VolumeClient, BackToBackOpsOnOneNameDoNotWaitForTheLockTimeout) {
+  Cluster c(3);
+  auto vc = c.Client();
+  ASSERT_NE(vc, nullptr);
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < 50; ++i) {
+    ASSERT_OK(vc->Create(Gfid::Root(), "same", 0644, 0, 0, true));
+    ASSERT_OK(vc->Rename(Gfid::Root(), "same", Gfid::Root(), "other"));
+    ASSERT_OK(vc->Unlink(Gfid::Root(), "other"));
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(60));
+  vc->Settle();
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(c.Index(i).empty()) << "markers left on brick " << i;
+  ExpectIdentical(c, 3);
 }
 
 }  // namespace
