@@ -117,6 +117,7 @@ struct Crawl {
   std::vector<CrawlDir> dirs;   // listed depth first (a stack)
   std::deque<CrawlTask> tasks;  // entries listed, not yet shipped
   std::optional<PendingWrite> write;  // a file's data (or a WRITE record's) going out in fragments
+  brick_proto::Iatt write_attr;       // a walked file's listed attributes (null gfid: a record's)
   // Objects the secondary has, by what the crawl shipped: the walk's, the window's creates
   // under known parents, and fix-ups.
   std::unordered_set<Gfid, GfidHash> known;
@@ -227,7 +228,8 @@ struct Syncer::Impl {
   Status SendBatch();
   // The initial crawl: starts it (start_lsn 0: at the journal's newest record), ships its next
   // batch, follows its acknowledgements, and resends what is unacknowledged.
-  Status StartCrawl(uint64_t start_lsn, uint64_t start_ns, bool truncate, const std::string& why);
+  Status StartCrawl(std::optional<uint64_t> start_lsn, uint64_t start_ns, bool truncate,
+                    const std::string& why);
   Status CountTree();
   Status SendCrawlBatch();
   Status CrawlWindowRecord(const changelog::Entry& e, georep::Batch& b, size_t& approx,
@@ -587,7 +589,10 @@ void Syncer::Impl::AdvanceCursor(uint64_t lsn, bool force) {
 Status Syncer::Impl::PassiveCursor() {
   if (!last_ack || last_ack->applied_ts_ns == 0) return Status::Ok();
   if (MonotonicNs() - last_cursor_ns < 2000000000ull) return Status::Ok();
-  const uint64_t overlap = static_cast<uint64_t>(opts.replay_overlap.count()) * 1000000ull;
+  uint64_t overlap = static_cast<uint64_t>(opts.replay_overlap.count()) * 1000000ull;
+  // While a crawl runs, a takeover restarts it from the crawl's start minus at least 10 s.
+  if (last_ack->crawl_seq > 0 && !last_ack->crawl_done)
+    overlap = std::max<uint64_t>(overlap, 10000000000ull);
   if (last_ack->applied_ts_ns <= overlap) return Status::Ok();
   const uint64_t horizon = last_ack->applied_ts_ns - overlap;
   DRFS_ASSIGN_OR_RETURN(uint64_t lsn, LsnAtTime(horizon, cursor_lsn + 1));
@@ -662,26 +667,30 @@ Status Syncer::Impl::BecomeActive() {
   }
   const bool ack_crawling = last_ack && last_ack->crawl_seq > 0 && !last_ack->crawl_done;
   const bool no_position = !last_ack || last_ack->source_brick.empty();
-  // A crawl: (re)started by StartCrawl below; `crawl_from` 0 starts at the journal's newest
-  // record, `crawl_ns` is when an interrupted crawl began.
+  // A crawl: (re)started by StartCrawl below, from `crawl_from` (none: the journal's newest
+  // record); `crawl_ns` is when an interrupted crawl began.
   bool do_crawl = false, truncate = false;
-  uint64_t crawl_from = 0, crawl_ns = 0;
+  std::optional<uint64_t> crawl_from;  // none: from the journal's newest record
+  uint64_t crawl_ns = 0;
   if (ack_crawling && last_ack->source_brick == opts.brick_id) {
     do_crawl = true;
     truncate = true;
     crawl_from = last_ack->applied_lsn;
     crawl_ns = last_ack->applied_ts_ns;
-    how = "restarting the initial crawl this brick began at LSN " + std::to_string(crawl_from);
+    how = "restarting the initial crawl this brick began at LSN " + std::to_string(*crawl_from);
   } else if (ack_crawling) {
     // Another brick's crawl did not finish: start this brick's from the time that one began,
     // so the window covers every change since (what it shipped and the primary removed since
-    // included).
-    const uint64_t overlap = static_cast<uint64_t>(opts.replay_overlap.count()) * 1000000ull;
+    // included). The margin is wider than a takeover's replay overlap: that brick's walk may
+    // have seen the tree as a lagging replica had it, seconds behind this journal's stamps, and
+    // a longer window costs only records replayed leniently over the new walk.
+    const uint64_t overlap =
+        std::max<uint64_t>(static_cast<uint64_t>(opts.replay_overlap.count()), 10000) * 1000000ull;
     const uint64_t t = last_ack->applied_ts_ns > overlap ? last_ack->applied_ts_ns - overlap : 0;
     auto lsn = LsnAtTime(t, 0);
     do_crawl = true;
     truncate = true;
-    crawl_from = lsn.ok() && t > 0 ? *lsn : 0;
+    if (lsn.ok() && last_ack->applied_ts_ns > 0) crawl_from = *lsn;  // 0: the whole journal
     crawl_ns = last_ack->applied_ts_ns;
     how = "taking over the initial crawl brick " + last_ack->source_brick + " began";
   } else if (no_position && crawl_marker) {
@@ -689,7 +698,7 @@ Status Syncer::Impl::BecomeActive() {
     do_crawl = true;
     truncate = true;
     crawl_from = *crawl_marker;
-    how = "restarting the initial crawl this brick began at LSN " + std::to_string(crawl_from);
+    how = "restarting the initial crawl this brick began at LSN " + std::to_string(*crawl_marker);
   } else if (last_ack && last_ack->source_brick == opts.brick_id) {
     from = last_ack->applied_lsn + 1;
     resume_brick = last_ack->source_brick;
@@ -1234,25 +1243,25 @@ georep::AttrSnapshot SnapOf(const brick_proto::Iatt& a) {
 
 }  // namespace
 
-Status Syncer::Impl::StartCrawl(uint64_t start_lsn, uint64_t start_ns, bool truncate,
+Status Syncer::Impl::StartCrawl(std::optional<uint64_t> start_lsn, uint64_t start_ns, bool truncate,
                                 const std::string& why) {
-  if (start_lsn > 0) {
+  if (start_lsn) {
     // An interrupted crawl starts over from the same point, so the window still holds every
     // change since the first run began, removals of what that run shipped included.
-    Status s = OpenReader(start_lsn + 1);
+    Status s = OpenReader(*start_lsn + 1);
     if (s.code() == Code::kOutOfRange) {
       DRFS_LOG(Warn) << "georep " << opts.session << " syncer " << opts.brick_name
-                     << ": the journal no longer holds the records after LSN " << start_lsn
+                     << ": the journal no longer holds the records after LSN " << *start_lsn
                      << ", where the interrupted crawl started (" << s.message()
                      << "); crawling from its newest record instead. Objects the earlier run "
                         "shipped that the primary removed since stay on the secondary; 'drfs "
                         "georep verify' lists them";
-      start_lsn = 0;
+      start_lsn.reset();
     } else if (!s.ok()) {
       return s;
     }
   }
-  if (start_lsn == 0) {
+  if (!start_lsn) {
     if (!journal_state) {
       auto js = changelog::SharedState::OpenForReader(opts.changelog_dir);
       if (js.ok()) journal_state = std::move(*js);
@@ -1262,15 +1271,16 @@ Status Syncer::Impl::StartCrawl(uint64_t start_lsn, uint64_t start_ns, bool trun
     start_lsn = journal_state ? journal_state->visible() : 0;
     start_ns = NowNs();
   }
+  const uint64_t S = *start_lsn;
   // Record the start before the walk begins: the cursor keeps the journal from S + 1 (retention
   // cannot delete it however long the crawl takes), and says after a restart that a crawl from
   // S did not finish.
   changelog::CursorStore cs(opts.changelog_dir);
   const std::string marker = CrawlCursorName(opts.session);
   auto cur = cs.Get(marker);
-  if (cur.ok() && cur->lsn != start_lsn) (void)cs.Remove(marker);
-  if (!cur.ok() || cur->lsn != start_lsn) {
-    Status s = cs.Register(marker, start_lsn);
+  if (cur.ok() && cur->lsn != S) (void)cs.Remove(marker);
+  if (!cur.ok() || cur->lsn != S) {
+    Status s = cs.Register(marker, S);
     if (!s.ok() && s.code() != Code::kAlreadyExists) {
       return s.WithContext("brick " + opts.brick_name +
                            ": cannot record where the initial crawl "
@@ -1278,13 +1288,13 @@ Status Syncer::Impl::StartCrawl(uint64_t start_lsn, uint64_t start_ns, bool trun
                            marker + ")");
     }
   }
-  DRFS_RETURN_IF_ERROR(OpenReader(start_lsn + 1));
+  DRFS_RETURN_IF_ERROR(OpenReader(S + 1));
   auto root = data->Getattr(Gfid::Root());
   if (!root.ok()) return root.status().WithContext("brick " + opts.brick_name + ": the root");
   crawl.emplace();
   Crawl& c = *crawl;
-  c.start_lsn = start_lsn;
-  c.end_lsn = start_lsn;
+  c.start_lsn = S;
+  c.end_lsn = S;
   c.start_ns = start_ns;
   c.truncate = truncate;
   c.known.insert(Gfid::Root());
@@ -1298,13 +1308,13 @@ Status Syncer::Impl::StartCrawl(uint64_t start_lsn, uint64_t start_ns, bool trun
   {
     std::lock_guard<std::mutex> l(mu);
     info.crawl = "Initial sync";
-    info.crawl_start_lsn = start_lsn;
+    info.crawl_start_lsn = S;
     info.crawl_files_done = info.crawl_files_total = 0;
     info.crawl_bytes_done = info.crawl_bytes_total = 0;
     info.crawl_eta_s = -1;
   }
   DRFS_LOG(Info) << "georep " << opts.session << " syncer " << opts.brick_name
-                 << ": initial crawl from journal LSN " << start_lsn << " (" << why << ")";
+                 << ": initial crawl from journal LSN " << S << " (" << why << ")";
   DRFS_RETURN_IF_ERROR(CountTree());
   c.began_mono = MonotonicNs();
   c.observed_ns = NowNs();
@@ -1396,6 +1406,7 @@ Status Syncer::Impl::CrawlWindowRecord(const changelog::Entry& e, georep::Batch&
       *taken = true;
       if (st.ok() && pw.end > r.offset) {
         c.write = pw;  // its fragments go next
+        c.write_attr = brick_proto::Iatt();
         return Status::Ok();
       }
       it.gone = !st.ok();
@@ -1509,7 +1520,12 @@ Status Syncer::Impl::SendCrawlBatch() {
       pw.consumed += it.data.size();
       data_bytes += it.data.size();
       f.file_bytes += it.data.size();
-      if (pw.op.lsn != 0) live.insert(pw.op.gfid);
+      // Every batch with a part of the data puts the times back (writing moved them).
+      if (pw.op.lsn != 0 || c.write_attr.gfid.is_null()) {
+        live.insert(pw.op.gfid);
+      } else {
+        listed[pw.op.gfid] = c.write_attr;
+      }
       const bool last = it.last_fragment;
       add(std::move(it), 0);
       if (last) c.write.reset();
@@ -1663,6 +1679,7 @@ Status Syncer::Impl::SendCrawlBatch() {
         pw.op.length = t.attr.size;
         pw.end = t.attr.size;
         c.write = pw;
+        c.write_attr = t.attr;
       }
       c.tasks.pop_front();
       continue;
