@@ -102,6 +102,43 @@ std::string Bytes(int64_t n) {
   return buf;
 }
 
+std::string Duration(int64_t s) {
+  if (s < 0) return "unknown";
+  char buf[32];
+  if (s < 60) {
+    std::snprintf(buf, sizeof buf, "%llds", static_cast<long long>(s));
+  } else if (s < 3600) {
+    std::snprintf(buf, sizeof buf, "%lldm%02llds", static_cast<long long>(s / 60),
+                  static_cast<long long>(s % 60));
+  } else {
+    std::snprintf(buf, sizeof buf, "%lldh%02lldm", static_cast<long long>(s / 3600),
+                  static_cast<long long>(s / 60 % 60));
+  }
+  return buf;
+}
+
+// "Initial sync 42%" in the table; the counts and ETA in detail.
+std::string CrawlCell(const Value& row) {
+  std::string c = row.GetString("crawl");
+  if (c != "Initial sync" || !row.Find("crawl_files_total")) return c;
+  const int64_t bt = row.GetInt("crawl_bytes_total"), bd = row.GetInt("crawl_bytes_done");
+  const int64_t ft = row.GetInt("crawl_files_total"), fd = row.GetInt("crawl_files_done");
+  const double frac = bt > 0   ? static_cast<double>(bd) / static_cast<double>(bt)
+                      : ft > 0 ? static_cast<double>(fd) / static_cast<double>(ft)
+                               : 0.0;
+  char buf[16];
+  std::snprintf(buf, sizeof buf, " %d%%", static_cast<int>(std::min(1.0, frac) * 100));
+  return c + buf;
+}
+
+std::string CrawlDetail(const Value& row) {
+  return "initial sync from journal LSN " + Str(row.GetInt("crawl_start_lsn")) + ": " +
+         Str(row.GetInt("crawl_files_done")) + " of " + Str(row.GetInt("crawl_files_total")) +
+         " files, " + Bytes(row.GetInt("crawl_bytes_done")) + " of " +
+         Bytes(row.GetInt("crawl_bytes_total")) + " applied, ETA " +
+         Duration(row.GetInt("crawl_eta_s"));
+}
+
 void PrintGeorepStatus(const Value& r, bool detail) {
   for (const auto& s : ListOf(r, "sessions")) {
     std::cout << "Session " << s.GetString("name") << " (" << s.GetString("role") << "): "
@@ -123,15 +160,17 @@ void PrintGeorepStatus(const Value& r, bool detail) {
       const int64_t cp = row.GetInt("checkpoint_ns");
       const int64_t cpd = row.GetInt("checkpoint_done_ns");
       t.Add({row.GetString("node"), row.GetString("volume"), row.GetString("brick"),
-             row.GetString("secondary"), st + (st == "Faulty" && !row.GetString("reason").empty() ? " (" + row.GetString("reason") + ")" : ""),
-             active ? row.GetString("crawl") : "N/A",
-             When(row.GetInt("last_synced_ns")),
+             row.GetString("secondary"),
+             st + (st == "Faulty" && !row.GetString("reason").empty()
+                       ? " (" + row.GetString("reason") + ")"
+                       : ""),
+             active ? CrawlCell(row) : "N/A", When(row.GetInt("last_synced_ns")),
              active ? Str(row.GetInt("pending_entry")) : "N/A",
              active ? Str(row.GetInt("pending_data")) : "N/A",
-             active ? Str(row.GetInt("pending_meta")) : "N/A",
-             Str(row.GetInt("failures")), active ? When(cp) : "N/A",
-             active && cp ? (cpd ? "Yes" : "No") : "N/A", active ? When(cpd) : "N/A",
-             active ? lag : "N/A", active ? Str(row.GetInt("lag_lsn")) : "N/A",
+             active ? Str(row.GetInt("pending_meta")) : "N/A", Str(row.GetInt("failures")),
+             active ? When(cp) : "N/A", active && cp ? (cpd ? "Yes" : "No") : "N/A",
+             active ? When(cpd) : "N/A", active ? lag : "N/A",
+             active ? Str(row.GetInt("lag_lsn")) : "N/A",
              active ? Bytes(row.GetInt("bytes_per_s")) + "/s" : "N/A", active ? ratio : "N/A",
              row.GetInt("token") ? Str(row.GetInt("token")) : "-"});
     }
@@ -151,6 +190,7 @@ void PrintGeorepStatus(const Value& r, bool detail) {
                   << " messages, " << Bytes(row.GetInt("bytes_sent")) << " sent ("
                   << Bytes(row.GetInt("data_bytes")) << " file data), " << row.GetInt("resends")
                   << " resends\n";
+        if (row.Find("crawl_files_total")) std::cout << "    " << CrawlDetail(row) << "\n";
       }
     }
     if (const Value* a = s.Find("applier")) {

@@ -819,7 +819,14 @@ void Georep::Reconcile(const ClusterConfig& requested) {
       if (!list.ok()) continue;
       for (const auto& cur : *list) {
         if (cur.name.rfind("georep.", 0) != 0) continue;
-        const std::string sname = cur.name.substr(7);
+        std::string sname = cur.name.substr(7);
+        // "georep.SESSION.crawl" marks SESSION's unfinished initial crawl (syncer.h).
+        const std::string crawl_suffix = ".crawl";
+        if (c.sessions.find(sname) == c.sessions.end() && sname.size() > crawl_suffix.size() &&
+            sname.compare(sname.size() - crawl_suffix.size(), crawl_suffix.size(), crawl_suffix) ==
+                0) {
+          sname.resize(sname.size() - crawl_suffix.size());
+        }
         auto sit = c.sessions.find(sname);
         if (sit == c.sessions.end() || sit->second.volume != n || sit->second.role != kRolePrimary) {
           DRFS_LOG(Info) << "georep: removing cursor " << cur.name << " of " << b.Name()
@@ -868,6 +875,14 @@ Result<Value> Georep::LocalStatus(const Value& args) {
       e["status"] = in.state;
       e["reason"] = in.reason;
       e["crawl"] = in.crawl;
+      if (in.crawl == "Initial sync") {
+        e["crawl_start_lsn"] = static_cast<int64_t>(in.crawl_start_lsn);
+        e["crawl_files_done"] = static_cast<int64_t>(in.crawl_files_done);
+        e["crawl_files_total"] = static_cast<int64_t>(in.crawl_files_total);
+        e["crawl_bytes_done"] = static_cast<int64_t>(in.crawl_bytes_done);
+        e["crawl_bytes_total"] = static_cast<int64_t>(in.crawl_bytes_total);
+        e["crawl_eta_s"] = in.crawl_eta_s;
+      }
       e["token"] = static_cast<int64_t>(in.token);
       e["epoch"] = static_cast<int64_t>(in.epoch);
       e["visible_lsn"] = static_cast<int64_t>(in.visible_lsn);
@@ -932,6 +947,8 @@ Result<Value> Georep::ApplierStatus(const Value& args) {
     e["source_brick"] = p.source_brick;
     e["lsn"] = static_cast<int64_t>(p.lsn);
     e["ts_ns"] = static_cast<int64_t>(p.ts_ns);
+    e["crawl_seq"] = static_cast<int64_t>(p.crawl_seq);
+    e["crawl_done"] = p.crawl_done;
     e["applied_ops"] = static_cast<int64_t>(p.applied_ops);
     e["failures"] = static_cast<int64_t>(p.failures);
     ps.Push(std::move(e));

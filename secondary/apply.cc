@@ -12,14 +12,15 @@
 #include <sys/stat.h>
 
 #include <algorithm>
-#include <functional>
-#include <map>
 #include <cerrno>
 #include <cstring>
+#include <functional>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <set>
 
+#include "brick/client.h"
 #include "changelog/record.h"
 #include "common/failpoint.h"
 #include "common/log.h"
@@ -85,6 +86,15 @@ CREATE TABLE IF NOT EXISTS removed (
   gfid TEXT NOT NULL,
   at_ns INTEGER NOT NULL,
   PRIMARY KEY (session, gfid)
+);
+-- When the newest initial crawl of a replica set began (its items' timestamp). The crawl and
+-- its window hold every object that lived on past that time: a replayed journal record
+-- stamped before it never brings an object back.
+CREATE TABLE IF NOT EXISTS crawls (
+  session TEXT NOT NULL,
+  replica_set INTEGER NOT NULL,
+  started_ns INTEGER NOT NULL,
+  PRIMARY KEY (session, replica_set)
 );
 CREATE TABLE IF NOT EXISTS failures (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -192,6 +202,7 @@ struct Plan {
   bool lenient_all = false;  // no LSN checks: every op idempotently, superseded ops skipped
   Position next;             // the position after the batch
   uint64_t replay_until_ns = 0;  // items journaled up to here are treated as replayed
+  uint64_t crawl_started_ns = 0;  // a new crawl run: when it began (stored in `crawls`)
 };
 
 bool Older(uint64_t epoch, uint64_t token, const Position& p) {
@@ -250,6 +261,12 @@ Plan MakePlan(const std::optional<Position>& stored, uint64_t stored_replay_unti
     const uint64_t first = h.crawl_seq;
     const uint64_t last = b.items.empty() ? (first > 0 ? first - 1 : 0) : first + b.items.size() - 1;
     if (same_stream) {
+      // This stream's crawl is over: a crawl batch now is a redelivery (of its CrawlDone too,
+      // which must not move the position back to the crawl's end).
+      if (stored->crawl_done) {
+        plan.early = Outcome::kDuplicate;
+        return plan;
+      }
       if (!b.items.empty() && last <= stored->crawl_seq &&
           !((h.flags & georep::kBatchCrawlDone) && !stored->crawl_done)) {
         plan.early = Outcome::kDuplicate;
@@ -262,12 +279,38 @@ Plan MakePlan(const std::optional<Position>& stored, uint64_t stored_replay_unti
       plan.skip_crawl = stored->crawl_seq;
       next.crawl_seq = std::max(stored->crawl_seq, last);
     } else {
+      // A crawl run is entered only at its first batch (crawl_seq 1, with kBatchResume naming
+      // where the crawl starts in the journal): entered later, the items before it would be
+      // missing. A new run restarts the crawl from its first item, whatever an earlier run of
+      // another token applied.
+      if (!(h.flags & georep::kBatchResume) || first != 1) {
+        plan.early = Outcome::kGap;
+        return plan;
+      }
       next.crawl_seq = last;
       next.crawl_done = false;
-      if (!same_brick) next.lsn = 0;
+      // Until the crawl is done the position is its start: the journal record it covers up to,
+      // and the time the crawl began (its items carry it). A syncer taking over an unfinished
+      // crawl from another brick restarts it from that time in its own journal.
+      next.source_brick = h.resume_brick.empty() ? h.source_brick : h.resume_brick;
+      next.lsn = h.resume_lsn;
+      next.ts_ns = 0;
+      for (const Item& it : b.items) {
+        if (it.op.lsn == 0 && it.op.timestamp_ns != 0) {
+          next.ts_ns = it.op.timestamp_ns;
+          break;
+        }
+      }
+      plan.crawl_started_ns = next.ts_ns;
     }
     plan.lenient_all = true;  // crawl items state what exists; they may repeat
   } else {
+    if (same_stream && stored->crawl_seq > 0 && !stored->crawl_done) {
+      // Journal records of a stream whose crawl has not ended: they follow its CrawlDone, so
+      // that batch (or a crawl batch before it) is missing.
+      plan.early = Outcome::kGap;
+      return plan;
+    }
     const bool empty = b.items.empty() && h.first_lsn == 0 && h.last_lsn == 0;
     const bool lsn_mode = same_stream || (same_brick && !(h.flags & georep::kBatchReplay));
     if ((!stored || !lsn_mode) && !empty && !(h.flags & georep::kBatchResume)) {
@@ -322,6 +365,15 @@ Plan MakePlan(const std::optional<Position>& stored, uint64_t stored_replay_unti
     next.crawl_done = true;
     next.source_brick = h.resume_brick.empty() ? h.source_brick : h.resume_brick;
     next.lsn = h.resume_lsn;
+    // The journal time of E, when the batch carries that record (a syncer taking over another
+    // brick's journal replays from this time); else the crawl's start time stays, which is
+    // earlier: a longer replay, never a shorter one.
+    for (auto it = b.items.rbegin(); it != b.items.rend(); ++it) {
+      if (it->op.lsn != 0 && it->op.lsn == h.resume_lsn) {
+        next.ts_ns = it->op.timestamp_ns;
+        break;
+      }
+    }
   }
   plan.next = std::move(next);
   return plan;
@@ -332,8 +384,14 @@ Plan MakePlan(const std::optional<Position>& stored, uint64_t stored_replay_unti
 class Run {
  public:
   // `was_removed` says whether an earlier batch destroyed the object with that gfid.
-  Run(VolumeClient& v, uint32_t rs, std::function<bool(const Gfid&)> was_removed)
-      : v_(v), rs_(rs), was_removed_(std::move(was_removed)) {}
+  // `crawl_started_ns`: when the newest initial crawl began (0: none).
+  Run(VolumeClient& v, uint32_t rs, std::function<bool(const Gfid&)> was_removed,
+      uint64_t crawl_started_ns = 0, bool crawl = false)
+      : v_(v),
+        rs_(rs),
+        was_removed_(std::move(was_removed)),
+        crawl_started_ns_(crawl_started_ns),
+        crawl_(crawl) {}
 
   Status Item(const georep::Item& it, bool lenient) {
     const Record& r = it.op;
@@ -508,10 +566,24 @@ class Run {
     Status out;
     auto have = Stat(r.gfid);
     if (!Got(r, have, &out)) return out;
-    if (*have) return Status::Ok();  // created before (this batch was applied already)
+    if (*have) {
+      // A crawl's walk says where the object is now: one the secondary holds elsewhere (the
+      // walk saw it twice, or a fix-up met an object moved into a directory the walk missed)
+      // moves here. A file with several names stays where it is: its names come as LINKs.
+      if (crawl_ && r.lsn == 0 && (S_ISDIR((*have)->mode) || (*have)->nlink <= 1)) {
+        return Relocate(r);
+      }
+      return Status::Ok();  // created before (this batch was applied already)
+    }
     // Replaying, a CREATE of an object that was created and destroyed since must not bring it
     // back: the record that destroyed it may not apply again (its source moved on).
     if (lenient && (WasRemovedHere(r.gfid) || was_removed_(r.gfid))) return Status::Ok();
+    // Nor one made before the newest initial crawl began: the crawl shipped every object that
+    // lived on past its start, so this one was gone before (it was never here to leave a
+    // tombstone). A journal replay by time can reach back that far.
+    if (lenient && r.lsn != 0 && crawl_started_ns_ != 0 && r.timestamp_ns < crawl_started_ns_) {
+      return Status::Ok();
+    }
     Result<Iatt> made = Status(Code::kInternal, "unreachable");
     switch (r.op) {
       case OpType::kCreate:
@@ -549,6 +621,50 @@ class Run {
     }
     Fail(r, ErrText(s));
     return Status::Ok();
+  }
+
+  // Where `g` is named on the secondary, from a brick's gfid index (its path, then the parent's
+  // gfid by lookups from the root); nullopt if no brick can tell.
+  std::optional<std::pair<Gfid, std::string>> Locate(const Gfid& g) {
+    for (size_t i = 0; i < v_.brick_count(); ++i) {
+      auto b = v_.brick(i);
+      if (!b) continue;
+      brick_proto::Request q;
+      q.op = brick_proto::Op::kResolveGfid;
+      q.gfid = g;
+      auto rep = b->CallSync(q);
+      if (!rep.ok()) continue;
+      std::vector<std::string> parts;
+      size_t at = 0;
+      while (at <= rep->data.size()) {
+        size_t slash = rep->data.find('/', at);
+        if (slash == std::string::npos) slash = rep->data.size();
+        if (slash > at) parts.push_back(rep->data.substr(at, slash - at));
+        at = slash + 1;
+      }
+      if (parts.empty()) return std::nullopt;
+      Gfid dir = Gfid::Root();
+      for (size_t k = 0; k + 1 < parts.size(); ++k) {
+        auto a = v_.Lookup(dir, parts[k]);
+        if (!a.ok()) return std::nullopt;
+        dir = a->gfid;
+      }
+      return std::make_pair(dir, parts.back());
+    }
+    return std::nullopt;
+  }
+
+  // Moves the object of crawl entry `r` to (r.parent, r.name) when that name is free.
+  Status Relocate(const Record& r) {
+    Status out;
+    auto there = Find(r.parent, r.name);
+    if (!Got(r, there, &out)) return out;
+    if (*there) return Status::Ok();  // already here, or the name holds another object: left
+    auto from = Locate(r.gfid);
+    if (!from || (from->first == r.parent && from->second == r.name)) return Status::Ok();
+    Status s = v_.Rename(from->first, from->second, r.parent, r.name, changelog::kRenameNoreplace);
+    if (!s.ok() && IsTransport(s)) return Transport(r, s);
+    return Status::Ok();  // otherwise (into its own subtree, say) the window's records settle it
   }
 
   Status Link(const Record& r, bool lenient) {
@@ -624,11 +740,29 @@ class Run {
       if (lenient) {
         // A later record moved or removed the source, but what this rename replaced must still
         // go: replaying the window may have re-created it (its CREATE came first).
+        bool dst_free = !*dst;
         if (!r.replaced.is_null() && *dst && (*dst)->gfid == r.replaced) {
           Status s = S_ISDIR((*dst)->mode) ? v_.Rmdir(r.new_parent, r.new_name)
                                            : v_.Unlink(r.new_parent, r.new_name);
           if (s.ok()) NoteRemoval(**dst);
           if (!s.ok() && IsTransport(s)) return Transport(r, s);
+          dst_free = s.ok();
+        }
+        // In a crawl's window: the destination still names this object after the rename. A
+        // file with several names can be here under another one while the source never was
+        // (the walk listed the source's directory after the rename and the destination's
+        // before it): give it the destination name. Every later record follows in the window,
+        // so one that moved the source on moves or removes this name too (a rename between two
+        // names of one file removes the source, see below). Elsewhere (a replay, a retried
+        // batch) the later records may not follow, so nothing is added. A directory has one
+        // name: a crawl that never saw it ships it whole when it meets the rename.
+        if (crawl_ && dst_free && !(r.rename_flags & changelog::kRenameExchange)) {
+          auto have = Stat(r.gfid);
+          if (!Got(r, have, &out)) return out;
+          if (*have && !S_ISDIR((*have)->mode)) {
+            auto made = v_.Link(r.gfid, r.new_parent, r.new_name);
+            if (!made.ok() && IsTransport(made.status())) return Transport(r, made.status());
+          }
         }
         return Status::Ok();
       }
@@ -722,6 +856,8 @@ class Run {
   VolumeClient& v_;
   uint32_t rs_;
   std::function<bool(const Gfid&)> was_removed_;
+  uint64_t crawl_started_ns_ = 0;
+  bool crawl_ = false;  // applying a crawl batch
   std::mutex mu_;  // items run on several threads (OrderedExecutor): guards what they share
   std::set<Gfid> removed_;
   std::set<Gfid> written_;
@@ -812,6 +948,14 @@ struct BatchApplier::Impl {
         .status();
   }
 
+  Result<uint64_t> LoadCrawlStart(uint32_t rs) {
+    auto row = db->QueryRow("SELECT started_ns FROM crawls WHERE session = ? AND replica_set = ?",
+                            {session, int64_t{rs}});
+    if (row.ok()) return U(row->Int(0));
+    if (row.status().code() == Code::kNotFound) return uint64_t{0};
+    return row.status();
+  }
+
   bool WasRemoved(const Gfid& g) {
     std::lock_guard<std::mutex> l(mu);
     auto row = db->QueryRow("SELECT 1 FROM removed WHERE session = ? AND gfid = ?",
@@ -821,9 +965,16 @@ struct BatchApplier::Impl {
 
   // Stores `p`, `failures` and the gfids destroyed in one transaction.
   Status Save(const Position& p, uint64_t replay_until, const std::vector<Failure>& failures,
-              const std::set<Gfid>& removed = {}) {
+              const std::set<Gfid>& removed = {}, uint64_t crawl_started = 0) {
     DRFS_ASSIGN_OR_RETURN(auto txn, Transaction::Begin(db.get()));
     const int64_t now = I(NowNs());
+    if (crawl_started != 0) {
+      DRFS_RETURN_IF_ERROR(
+          db->Exec(
+                "INSERT OR REPLACE INTO crawls (session, replica_set, started_ns) VALUES (?, ?, ?)",
+                {session, int64_t{p.replica_set}, I(crawl_started)})
+              .status());
+    }
     for (const Gfid& g : removed) {
       DRFS_RETURN_IF_ERROR(
           db->Exec("INSERT OR REPLACE INTO removed (session, gfid, at_ns) VALUES (?, ?, ?)",
@@ -914,8 +1065,20 @@ Result<Outcome> BatchApplier::Apply(VolumeClient& volume, const Batch& batch,
   }
   const bool attempted_before = attempt.source_brick == h.source_brick;
 
-  Run run(volume, rs, [this](const Gfid& g) { return impl_->WasRemoved(g); });
-  detail::OrderedExecutor& ex = impl_->ExecutorFor(rs);
+  // Crawl items themselves are exempt: a record of the crawl's window may be stamped a little
+  // before its start (stamped, then published after the crawl read its start LSN).
+  uint64_t crawl_started = 0;
+  if (!plan.crawl) {
+    std::lock_guard<std::mutex> l(impl_->mu);
+    DRFS_ASSIGN_OR_RETURN(crawl_started, impl_->LoadCrawlStart(rs));
+  }
+  Run run(
+      volume, rs, [this](const Gfid& g) { return impl_->WasRemoved(g); }, crawl_started,
+      plan.crawl);
+  // A crawl batch's items go one by one: a crawl item may move an object from wherever the
+  // secondary holds it (Relocate), an entry no resource key of the item names.
+  detail::OrderedExecutor one_by_one(1);
+  detail::OrderedExecutor& ex = plan.crawl ? one_by_one : impl_->ExecutorFor(rs);
   Status stopped;
   uint64_t applied = 0;
   for (size_t i = 0; i < batch.items.size(); ++i) {
@@ -957,7 +1120,8 @@ Result<Outcome> BatchApplier::Apply(VolumeClient& volume, const Batch& batch,
   next.kafka_offset = kafka_offset;
   next.applied_at_ns = NowNs();
   std::lock_guard<std::mutex> l(impl_->mu);
-  Status s = impl_->Save(next, plan.replay_until_ns, run.failures(), run.removed());
+  Status s =
+      impl_->Save(next, plan.replay_until_ns, run.failures(), run.removed(), plan.crawl_started_ns);
   if (!s.ok()) {
     return s.WithContext("georep session " + impl_->session + " replica set " +
                          std::to_string(rs) + ": the batch was applied but its position not stored "

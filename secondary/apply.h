@@ -26,7 +26,12 @@
 //   - crawl_seq (kBatchCrawl) is the sequence number of the batch's first item; its items are
 //     numbered crawl_seq, crawl_seq + 1, ... from 1, so Position::crawl_seq (the last applied)
 //     is also how many crawl items were applied. Crawl batches are deduplicated and checked for
-//     gaps by these numbers instead of LSNs; their items are applied idempotently.
+//     gaps by these numbers instead of LSNs; their items are applied idempotently. A crawl run
+//     (a token's crawl) is entered only at its first batch: crawl_seq 1 with kBatchResume, whose
+//     resume_lsn is where the crawl starts in the journal. Until its CrawlDone the position is
+//     that start (lsn = resume_lsn, ts_ns = the crawl items' timestamp, which is when the crawl
+//     began), journal batches of the same stream are held back as a gap, and crawl batches of
+//     a stream whose crawl is done are duplicates.
 //   - A WRITE's fragments share its LSN: the position passes it only with its last fragment.
 //
 // Re-applying. Before it touches the volume for records beyond the position, Apply stores
@@ -35,12 +40,16 @@
 // precondition is gone (the parent or the source entry missing, the name taken by another
 // gfid) is skipped as superseded instead of recorded as a failure. A kBatchReplay batch and
 // the records of its run journaled up to the old position's time (plus 5 s for the bricks'
-// clocks; only the run's first batch carries the flag), a batch applied without LSN checks (a resume from another brick, a crawl,
-// the very first batch) is treated the same way. A RENAME never replaces anything but the
-// entry the primary's rename replaced (`replaced`): out of order, what sits at the destination
-// may be an object the primary still has. And a CREATE never brings back a gfid the applier
-// destroyed before (the database keeps those for a week; gfids are never reused): replaying,
-// the record that destroyed it may no longer apply.
+// clocks; only the run's first batch carries the flag), a batch applied without LSN checks (a
+// resume from another brick, a crawl, the very first batch) is treated the same way. A RENAME never
+// replaces anything but the entry the primary's rename replaced (`replaced`): out of order, what
+// sits at the destination may be an object the primary still has. And a CREATE never brings back a
+// gfid the applier destroyed before (the database keeps those for a week; gfids are never reused):
+// replaying, the record that destroyed it may no longer apply. For the same reason a replayed
+// CREATE journaled before the newest initial crawl began never creates: the crawl shipped every
+// object that lived on past its start, so one that is missing died before it. In a crawl batch, a
+// RENAME whose source name is missing still gives an existing file its destination name (a crawl
+// can miss one name of a file with several).
 //
 // Failures. An op that cannot be applied for a reason that retrying will not fix (a conflict
 // the primary cannot have had, EINVAL, EISDIR...) is recorded in the failures

@@ -18,9 +18,23 @@
 // Where it starts. From the latest Ack in the session's ack topic: after the acknowledged LSN
 // when the Ack is for this brick's journal; from the acknowledged time minus `replay_overlap`
 // (re-applied idempotently, kBatchReplay) when it is for another brick's journal; from its own
-// cursor when there is no Ack (the broker lost it); and from the start of the journal for a new
-// session, which is the initial sync while the journal is complete (it is, until a cursor has
-// let retention delete a segment).
+// cursor when there is no Ack (the broker lost it). A new session, and a journal that no longer
+// reaches back to where the applier stands, start with an initial crawl.
+//
+// Initial sync. The syncer records the journal's newest LSN S in the journal cursor
+// "georep.SESSION.crawl" (durably, before anything else: it keeps the records after S from
+// retention, and marks the crawl unfinished), then walks its brick's tree by gfid and ships
+// what exists as crawl items (kBatchCrawl, numbered by crawl_seq): directories before their
+// entries, file data in fragments, symlinks, hard links as links, xattrs, attributes. Then it
+// ships the journal records after S as crawl items too, applied leniently (the walk may have
+// seen their effect), until the journal has settled past the walk's last look at the tree; a
+// RENAME or LINK there of an object the walk never shipped (it moved from a directory not yet
+// listed into one already listed) ships that object, with its subtree, at the destination.
+// A CrawlDone (resume_lsn E, the last record so shipped) ends it; journal batches follow from
+// E + 1. The crawl's messages stay in memory until acknowledged, and a resend produces them
+// again. A crawl that did not finish (the syncer stepped down, its process died) is started
+// over by the next Active syncer from the same S (another brick's syncer: from the time it
+// began, in its own journal), so nothing the first run shipped escapes the window.
 //
 // Flow control. At most `window_bytes` of unacknowledged messages are in Kafka at once, so the
 // broker never has to keep more than it can (the embedded broker keeps ~5 MiB per partition).
@@ -84,7 +98,14 @@ struct SyncerOptions {
 struct SyncerInfo {
   std::string state = "Initializing";  // Initializing, Active, Passive, Faulty, Stopped
   std::string reason;                  // for Faulty (and Passive: who holds the lock)
-  std::string crawl = "Changelog";     // "Initial sync" while replaying a complete journal
+  std::string crawl = "Changelog";     // "Initial sync" while the initial crawl runs
+  // The initial crawl's progress: names (directories aside) and file bytes the applier has
+  // applied, against totals counted before the walk (an estimate: the tree changes meanwhile),
+  // and the estimated seconds left (-1: not known yet).
+  uint64_t crawl_start_lsn = 0;
+  uint64_t crawl_files_done = 0, crawl_files_total = 0;
+  uint64_t crawl_bytes_done = 0, crawl_bytes_total = 0;
+  int64_t crawl_eta_s = -1;
   uint64_t token = 0;
   uint64_t epoch = 0;
   uint64_t visible_lsn = 0;   // the journal's newest published record

@@ -3,7 +3,7 @@
 # primary, 127.0.0.2 the secondary), each with a replica-3 volume, through the embedded Kafka
 # broker. The primary volume is mounted with FUSE and written to; the secondary must end up
 # identical (drfs georep verify), checked after a completed checkpoint each time:
-#   - a journal that already holds data when the session starts (initial sync by replay);
+#   - a volume that already holds data when the session starts (initial sync by crawl);
 #   - a seeded random workload (creates, writes, appends, truncates, renames of files and
 #     directories, hardlinks, symlinks, unlinks, rmdir of trees, chmod, chown, utimes, xattrs),
 #     for several seeds;
@@ -92,11 +92,17 @@ d s volume create svol replica 3 "127.0.0.2:$T/sb1" "127.0.0.2:$T/sb2" "127.0.0.
 d s volume start svol >/dev/null
 "$DRFS" mount "127.0.0.1:$PORT:/pvol" "$PM" -o "log-file=$T/mnt.log" || fail "mount"
 
-# Data written before the session exists arrives too (the journal is replayed from its start).
+# Data written before the session exists arrives too: the session's first syncer crawls the
+# volume (files, a 3 MiB one in fragments, a hard link, a symlink, xattrs, modes), then follows
+# the journal from where the crawl began.
 mkdir -p "$PM/pre/a/b"
 for i in $(seq 1 50); do echo "pre $i" > "$PM/pre/a/f$i"; done
 ln -s a/f1 "$PM/pre/link"
+ln "$PM/pre/a/f3" "$PM/pre/a/b/f3-link"
 setfattr -n user.color -v blue "$PM/pre/a/f2"
+setfattr -n user.dir -v yes "$PM/pre/a/b"
+chmod 0600 "$PM/pre/a/f4"
+dd if=/dev/urandom of="$PM/pre/big" bs=1M count=3 status=none
 
 # Bad input is refused with a reason, before anything is made.
 if d p georep create pvol "127.0.0.2:$PORT::nosuchvol" 2>"$T/err"; then fail "create with a missing secondary volume succeeded"; fi
@@ -111,6 +117,8 @@ d p georep config gs linger-ms 10 >/dev/null || fail "config linger-ms"
 d p georep start gs >/dev/null || fail "georep start"
 wait_for 30 "an Active syncer" bash -c "'$DRFS' georep status gs --daemon 127.0.0.1:$PORT | grep -q Active"
 synced "initial sync of a pre-populated volume"
+json p "all(p['crawl_done'] and p['crawl_seq'] > 50 for p in j['sessions'][0]['applier']['positions']) or sys.exit(1)" georep status gs >/dev/null ||
+  fail "the initial sync was not a crawl: $(d p georep status gs --json)"
 
 for seed in 1 2 3; do
   python3 "$HERE/lib/georep_workload.py" "$PM" "$seed" 400 || fail "workload $seed"

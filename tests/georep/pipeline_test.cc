@@ -2,10 +2,15 @@
 // primary replica-3 volume of in-process bricks written through a VolumeClient, one Syncer per
 // brick (one becomes Active), the embedded Kafka broker, an Applier onto a secondary replica-3
 // volume. The secondary must end up with the primary's tree, by gfid; then the Active syncer is
-// stopped, a Passive one takes over with a newer token, and later writes arrive too.
+// stopped, a Passive one takes over with a newer token, and later writes arrive too. The initial
+// sync of a volume that already holds a tree: a crawl, with a mutator changing the tree while
+// it runs, and a takeover in its middle.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <atomic>
 #include <chrono>
+#include <map>
 #include <random>
 #include <thread>
 
@@ -48,6 +53,9 @@ class Pipeline : public ::testing::Test {
     auto ap = secondary::Applier::Start(ao);
     ASSERT_TRUE(ap.ok()) << ap.status().ToString();
     applier_ = std::move(*ap);
+  }
+  // The session starts when its syncers do: what the volume holds then is crawled.
+  void StartSyncers() {
     for (int i = 0; i < 3; ++i) StartSyncer(i);
   }
   void TearDown() override {
@@ -77,6 +85,7 @@ class Pipeline : public ::testing::Test {
     o.election_interval = 200ms;
     o.ack_wait = 500ms;
     o.resend_timeout = 5000ms;
+    o.bandwidth_bytes_per_s = bandwidth_;
     auto s = syncer::Syncer::Start(o);
     ASSERT_TRUE(s.ok()) << s.status().ToString();
     syncers_[static_cast<size_t>(i)] = std::move(*s);
@@ -190,6 +199,213 @@ class Pipeline : public ::testing::Test {
     EXPECT_TRUE(a == b) << Diff(a, b);
   }
 
+  // A tree of what a crawl must carry: nested directories, files of a few bytes to several
+  // MiB (more than one message), hard links across directories, symlinks, user xattrs on files
+  // and directories, modes and times.
+  void Populate() {
+    std::mt19937 rng(7);
+    std::vector<Gfid> dirs = {Gfid::Root()};
+    for (int i = 0; i < 4; ++i) {
+      auto d = primary_->Mkdir(Gfid::Root(), "top" + std::to_string(i), 0755, 0, 0);
+      ASSERT_TRUE(d.ok()) << d.status().ToString();
+      dirs.push_back(d->gfid);
+      for (int j = 0; j < 3; ++j) {
+        auto e = primary_->Mkdir(d->gfid, "mid" + std::to_string(j), j == 1 ? 0700 : 0755, 0, 0);
+        ASSERT_TRUE(e.ok()) << e.status().ToString();
+        dirs.push_back(e->gfid);
+        auto f = primary_->Mkdir(e->gfid, "deep", 0755, 0, 0);
+        ASSERT_TRUE(f.ok()) << f.status().ToString();
+        dirs.push_back(f->gfid);
+      }
+    }
+    ASSERT_TRUE(primary_->Setxattr(dirs[1], "user.dir", "top0", 0).ok());
+    std::vector<Gfid> files;
+    for (size_t d = 0; d < dirs.size(); ++d) {
+      for (int k = 0; k < 6; ++k) {
+        auto f = primary_->Create(dirs[d], "f" + std::to_string(k), k % 3 == 0 ? 0600 : 0644, 0, 0,
+                                  true);
+        ASSERT_TRUE(f.ok()) << f.status().ToString();
+        files.push_back(f->gfid);
+        size_t size = rng() % 20000;
+        if (k == 5 && d % 5 == 0) size = (5u << 19) + rng() % 100000;  // ~2.5 MiB: fragments
+        if (size > 0) {
+          std::string data(size, '\0');
+          for (auto& ch : data)
+            ch = static_cast<char>('a' + rng() % 26);
+          ASSERT_TRUE(primary_->Write(f->gfid, 0, data).ok());
+          ASSERT_TRUE(primary_->Flush(f->gfid).ok());
+        }
+        if (k == 1) {
+          ASSERT_TRUE(primary_->Setxattr(f->gfid, "user.k", "v" + std::to_string(d), 0).ok());
+        }
+        if (k == 2) {
+          volume::SetattrArgs a;
+          a.valid = brick_proto::kAttrMtime | brick_proto::kAttrAtime;
+          a.mtime_ns = a.atime_ns = 1'500'000'000'000'000'000ll + static_cast<int64_t>(d);
+          ASSERT_TRUE(primary_->Setattr(f->gfid, a).ok());
+        }
+      }
+      ASSERT_TRUE(primary_->Symlink(dirs[d], "link", "../f" + std::to_string(d), 0, 0).ok());
+      ASSERT_TRUE(primary_->Mkdir(dirs[d], "empty", 0711, 0, 0).ok());
+    }
+    // Hard links: a second name in another directory, and a third in the same one.
+    for (size_t i = 0; i + 7 < files.size(); i += 7) {
+      ASSERT_TRUE(
+          primary_->Link(files[i], dirs[(i / 7 + 3) % dirs.size()], "hl" + std::to_string(i)).ok());
+    }
+    ASSERT_TRUE(primary_->Link(files[1], dirs[0], "f1-again").ok());
+  }
+
+  // Changes the tree from its own client until `stop`: creates, writes, truncates, renames of
+  // files and of whole directories (across the tree, so some move from where a crawl has not
+  // been yet to where it has), hard links, unlinks, rmdirs, chmods and xattrs. Errors are
+  // expected (a name taken, a directory moved into itself) and ignored.
+  void Mutate(uint32_t seed, std::atomic<bool>* stop, std::atomic<int>* done_ops) {
+    auto c = pri_.Client();
+    ASSERT_NE(c, nullptr);
+    std::mt19937 rng(seed);
+    struct Obj {
+      Gfid parent;
+      std::string name;
+    };
+    std::map<Gfid, Obj> dirs, files;
+    // What is there now (from the top two levels, which is enough to pick from).
+    std::vector<std::pair<Gfid, std::string>> todo = {{Gfid::Root(), ""}};
+    for (size_t i = 0; i < todo.size() && i < 20; ++i) {
+      auto page = c->Readdir(todo[i].first, 0, 4096, true);
+      ASSERT_TRUE(page.ok()) << page.status().ToString();
+      for (const auto& e : page->entries) {
+        if (S_ISDIR(e.attr.mode)) {
+          dirs[e.gfid] = {todo[i].first, e.name};
+          todo.emplace_back(e.gfid, e.name);
+        } else if (S_ISREG(e.attr.mode)) {
+          files[e.gfid] = {todo[i].first, e.name};
+        }
+      }
+    }
+    auto pick = [&](std::map<Gfid, Obj>& m) {
+      auto it = m.begin();
+      std::advance(it, static_cast<long>(rng() % m.size()));
+      return it;
+    };
+    auto any_dir = [&]() {
+      return dirs.empty() || rng() % 5 == 0 ? Gfid::Root() : pick(dirs)->first;
+    };
+    int n = 0;
+    while (!stop->load()) {
+      const std::string name = "m" + std::to_string(seed) + "-" + std::to_string(n++);
+      switch (rng() % 10) {
+        case 0: {
+          const Gfid p = any_dir();
+          auto d = c->Mkdir(p, name, 0755, 0, 0);
+          if (d.ok()) dirs[d->gfid] = {p, name};
+          break;
+        }
+        case 1: {
+          const Gfid p = any_dir();
+          auto f = c->Create(p, name, 0644, 0, 0, true);
+          if (f.ok()) {
+            (void)c->Write(f->gfid, 0, std::string(rng() % 50000, 'c'));
+            (void)c->Flush(f->gfid);
+            files[f->gfid] = {p, name};
+          }
+          break;
+        }
+        case 2:
+          if (!files.empty()) {
+            auto f = pick(files);
+            (void)c->Write(f->first, rng() % 30000, std::string(rng() % 40000 + 1, 'w'));
+            (void)c->Flush(f->first);
+          }
+          break;
+        case 3:
+          if (!files.empty()) {
+            auto f = pick(files);
+            volume::SetattrArgs a;
+            a.valid = brick_proto::kAttrSize;
+            a.size = rng() % 10000;
+            (void)c->Setattr(f->first, a);
+          }
+          break;
+        case 4:
+          if (!files.empty()) {
+            auto f = pick(files);
+            const Gfid to = any_dir();
+            if (c->Rename(f->second.parent, f->second.name, to, name).ok()) f->second = {to, name};
+          }
+          break;
+        case 5:
+          if (!dirs.empty()) {
+            // A whole subtree moves.
+            auto d = pick(dirs);
+            const Gfid to = any_dir();
+            if (to != d->first && c->Rename(d->second.parent, d->second.name, to, name).ok()) {
+              d->second = {to, name};
+            }
+          }
+          break;
+        case 6:
+          if (!files.empty()) {
+            auto f = pick(files);
+            if (c->Unlink(f->second.parent, f->second.name).ok()) files.erase(f);
+          }
+          break;
+        case 7:
+          if (!files.empty()) {
+            auto f = pick(files);
+            (void)c->Link(f->first, any_dir(), name);
+          }
+          break;
+        case 8:
+          if (!files.empty()) {
+            auto f = pick(files);
+            volume::SetattrArgs a;
+            a.valid = brick_proto::kAttrMode;
+            a.mode = rng() % 2 ? 0640 : 0604;
+            (void)c->Setattr(f->first, a);
+            (void)c->Setxattr(f->first, "user.m", name, 0);
+          }
+          break;
+        case 9:
+          if (!dirs.empty()) {
+            auto d = pick(dirs);
+            if (c->Rmdir(d->second.parent, d->second.name).ok()) dirs.erase(d);
+          }
+          break;
+      }
+      done_ops->fetch_add(1);
+      std::this_thread::sleep_for(2ms);
+    }
+  }
+
+  // The Active syncer's info once it shows the initial sync with some of it applied.
+  int WaitCrawlProgress() {
+    for (int t = 0; t < 600; ++t) {
+      const int a = Active();
+      if (a >= 0) {
+        auto in = syncers_[static_cast<size_t>(a)]->Info();
+        if (in.crawl == "Initial sync" && in.crawl_files_done > 0) return a;
+      }
+      std::this_thread::sleep_for(20ms);
+    }
+    return -1;
+  }
+
+  void ExpectNoFailures() {
+    auto failures = applier_->Failures(10);
+    ASSERT_TRUE(failures.ok());
+    EXPECT_TRUE(failures->empty())
+        << (*failures)[0].op << " " << (*failures)[0].target << ": " << (*failures)[0].error;
+  }
+
+  void ExpectCrawled() {
+    auto info = applier_->Info();
+    ASSERT_EQ(info.positions.size(), 1u);
+    EXPECT_TRUE(info.positions[0].crawl_done);
+    EXPECT_GT(info.positions[0].crawl_seq, 0u);
+  }
+
+  uint64_t bandwidth_ = 0;
   testing::TempDir dir_;
   PrimaryCluster pri_;
   Cluster sec_;
@@ -200,6 +416,7 @@ class Pipeline : public ::testing::Test {
 };
 
 TEST_F(Pipeline, ReplicatesAndSurvivesATakeover) {
+  StartSyncers();
   Workload(1, 300);
   WaitCaughtUp();
   ExpectSame();
@@ -223,6 +440,67 @@ TEST_F(Pipeline, ReplicatesAndSurvivesATakeover) {
   ASSERT_TRUE(failures.ok());
   EXPECT_TRUE(failures->empty()) << (*failures)[0].op << " " << (*failures)[0].target << ": "
                                  << (*failures)[0].error;
+}
+
+// A session created on a volume that holds a tree crawls it, while a mutator keeps changing it;
+// the changes made during the crawl arrive too, and the trees end identical by gfid.
+TEST_F(Pipeline, InitialSyncCrawlsWhileTheTreeChanges) {
+  Populate();
+  // Slow enough (about 3 s for the tree) that the mutator overlaps the whole walk.
+  bandwidth_ = 3u << 20;
+  StartSyncers();
+  std::atomic<bool> stop{false};
+  std::atomic<int> ops{0};
+  std::thread mutator([&] { Mutate(11, &stop, &ops); });
+  const int a = WaitCrawlProgress();
+  // Keep changing until the crawl is over (its window closes after the tree settles).
+  for (int t = 0; t < 600 && a >= 0; ++t) {
+    if (syncers_[static_cast<size_t>(a)]->Info().crawl != "Initial sync") break;
+    std::this_thread::sleep_for(20ms);
+  }
+  stop.store(true);
+  mutator.join();
+  ASSERT_GE(a, 0) << "the initial sync never showed progress";
+  EXPECT_GT(ops.load(), 50);
+  WaitCaughtUp();
+  ExpectSame();
+  ExpectCrawled();
+  ExpectNoFailures();
+  // And the changelog follows it.
+  Workload(3, 100);
+  WaitCaughtUp();
+  ExpectSame();
+  ExpectNoFailures();
+}
+
+// The Active syncer goes away in the middle of the initial crawl: another brick's syncer takes
+// over and crawls again from when the first crawl began, and the result is the same.
+TEST_F(Pipeline, InitialSyncSurvivesATakeoverMidCrawl) {
+  Populate();
+  bandwidth_ = 2u << 20;
+  StartSyncers();
+  std::atomic<bool> stop{false};
+  std::atomic<int> ops{0};
+  std::thread mutator([&] { Mutate(12, &stop, &ops); });
+  const int first = WaitCrawlProgress();
+  if (first >= 0) {
+    const auto info = syncers_[static_cast<size_t>(first)]->Info();
+    EXPECT_LT(info.crawl_files_done, info.crawl_files_total);
+    EXPECT_GT(info.crawl_files_total, 100u);
+    EXPECT_GT(info.crawl_bytes_total, 5u << 20);
+    syncers_[static_cast<size_t>(first)].reset();
+  }
+  std::this_thread::sleep_for(1500ms);
+  stop.store(true);
+  mutator.join();
+  ASSERT_GE(first, 0) << "the initial sync never showed progress";
+  const int second = Active();
+  ASSERT_GE(second, 0);
+  EXPECT_NE(second, first);
+  WaitCaughtUp();
+  ExpectSame();
+  ExpectCrawled();
+  ExpectNoFailures();
 }
 
 }  // namespace

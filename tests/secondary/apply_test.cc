@@ -677,6 +677,141 @@ TEST_F(ApplyTest, CrawlBatchesAreOrderedByCrawlSeq) {
   EXPECT_EQ(Failures().size(), 0u) << FailureText();
 }
 
+// A crawl run is entered only at its first batch; until its CrawlDone the position is the
+// crawl's start (journal batches of the stream wait), a redelivered CrawlDone does not move the
+// position back, and a new run (a takeover) starts over from its first item.
+TEST_F(ApplyTest, CrawlRunsAreEnteredAtTheirStartAndEndOnce) {
+  const Gfid root = Gfid::Root();
+  const Gfid d = Gfid::Random(), f1 = Gfid::Random(), f2 = Gfid::Random();
+  Journal crawl(0);
+  const uint64_t began = 1'700'000'000'123'000'000ull;
+  auto item = [&](Item it) {
+    it.op.lsn = 0;
+    it.op.timestamp_ns = began;
+    return it;
+  };
+  auto batch = [&](std::vector<Item> items, uint64_t seq, uint64_t token, bool resume,
+                   uint32_t extra = 0) {
+    Stream t;
+    t.token = token;
+    t.flags = georep::kBatchCrawl | extra;
+    t.resume = resume;
+    t.resume_brick = "brick-a";
+    t.resume_lsn = (extra & georep::kBatchCrawlDone) ? 45 : 40;
+    Batch b = MakeBatch(std::move(items), t);
+    b.header.first_lsn = b.header.last_lsn = 0;
+    b.header.crawl_seq = seq;
+    return b;
+  };
+  // Not at the run's start: the items before would be missing.
+  EXPECT_EQ(MustApply(batch({item(crawl.Mkdir(d, root, "d"))}, 3, 1, true)), Outcome::kGap);
+  EXPECT_EQ(MustApply(batch({item(crawl.Mkdir(d, root, "d"))}, 1, 1, false)), Outcome::kGap);
+  EXPECT_FALSE(Exists(d));
+  EXPECT_EQ(MustApply(batch({item(crawl.Mkdir(d, root, "d")), item(crawl.Create(f1, d, "f1"))}, 1,
+                            1, true)),
+            Outcome::kApplied);
+  Position p = Pos();
+  EXPECT_EQ(p.crawl_seq, 2u);
+  EXPECT_FALSE(p.crawl_done);
+  EXPECT_EQ(p.lsn, 40u);  // the crawl's start
+  EXPECT_EQ(p.ts_ns, began);
+  EXPECT_EQ(p.source_brick, "brick-a");
+  // Journal records of this stream come after its CrawlDone.
+  Journal j(41);
+  EXPECT_EQ(MustApply(MakeBatch({j.Create(f2, d, "f2")})), Outcome::kGap);
+  EXPECT_FALSE(Exists(f2));
+  EXPECT_EQ(MustApply(batch({}, 3, 1, false, georep::kBatchCrawlDone)), Outcome::kApplied);
+  EXPECT_TRUE(Pos().crawl_done);
+  EXPECT_EQ(Pos().lsn, 45u);
+  Journal j2(46);
+  EXPECT_EQ(MustApply(MakeBatch({j2.Create(f2, d, "f2")})), Outcome::kApplied);
+  EXPECT_EQ(Pos().lsn, 46u);
+  // A resend delivers the CrawlDone again: the position stays.
+  EXPECT_EQ(MustApply(batch({}, 3, 1, false, georep::kBatchCrawlDone)), Outcome::kDuplicate);
+  EXPECT_EQ(Pos().lsn, 46u);
+  // A new run (a takeover with a newer token) crawls again from its first item, over what is
+  // there: nothing fails, and the position is the new crawl's start until it ends.
+  EXPECT_EQ(MustApply(batch({item(crawl.Mkdir(d, root, "d")), item(crawl.Create(f1, d, "f1")),
+                             item(crawl.Create(f2, d, "f2"))},
+                            1, 2, true)),
+            Outcome::kApplied);
+  EXPECT_FALSE(Pos().crawl_done);
+  EXPECT_EQ(Pos().crawl_seq, 3u);
+  EXPECT_EQ(Pos().token, 2u);
+  EXPECT_EQ(Pos().lsn, 40u);
+  EXPECT_EQ(Failures().size(), 0u) << FailureText();
+}
+
+// What a crawl states wins over where the secondary has an object: a directory or single-name
+// file the walk saw elsewhere moves there, a file with several names gets the name a window
+// RENAME gave it even when its source name was never here, and a journal replay after the
+// crawl does not bring back an object made before the crawl began.
+TEST_F(ApplyTest, CrawlItemsPlaceObjectsAndLaterReplaysDoNotResurrect) {
+  const Gfid root = Gfid::Root();
+  const Gfid x = Gfid::Random(), f = Gfid::Random(), g = Gfid::Random(), d2 = Gfid::Random();
+  Journal j;
+  ASSERT_EQ(MustApply(MakeBatch({j.Mkdir(x, root, "x"), j.Create(f, root, "f"),
+                                 j.Create(g, root, "g"), j.Link(g, root, "g2")})),
+            Outcome::kApplied);
+  const uint64_t began = 1'700'000'000'000'000'000ull + 1'000'000;
+  auto walk = [&](Item it) {
+    it.op.lsn = 0;
+    it.op.timestamp_ns = began;
+    return it;
+  };
+  Stream s;
+  s.token = 2;
+  s.flags = georep::kBatchCrawl;
+  s.resume_brick = "brick-a";
+  s.resume_lsn = 4;
+  Journal crawl(0);
+  Journal window(5);
+  Item rename_g = window.Rename(g, root, "gone", root, "g3");  // a name of g the walk missed
+  rename_g.op.timestamp_ns = began + 10;
+  Batch b = MakeBatch({walk(crawl.Mkdir(d2, root, "d2")), walk(crawl.Mkdir(x, d2, "x2")),
+                       walk(crawl.Create(f, d2, "f2")), rename_g},
+                      s);
+  b.header.first_lsn = b.header.last_lsn = 0;
+  b.header.crawl_seq = 1;
+  ASSERT_EQ(MustApply(b), Outcome::kApplied);
+  auto at = [&](const Gfid& p, const std::string& n) {
+    auto a = vc_->Lookup(p, n);
+    return a.ok() ? a->gfid : Gfid();
+  };
+  EXPECT_EQ(at(d2, "x2"), x);
+  EXPECT_EQ(at(root, "x"), Gfid());
+  EXPECT_EQ(at(d2, "f2"), f);
+  EXPECT_EQ(at(root, "f"), Gfid());
+  EXPECT_EQ(at(root, "g3"), g);
+  EXPECT_EQ(at(root, "g"), g);
+  Stream done = s;
+  done.flags |= georep::kBatchCrawlDone;
+  done.resume = false;
+  done.resume_lsn = 5;
+  Batch end = MakeBatch({}, done);
+  end.header.crawl_seq = 5;
+  ASSERT_EQ(MustApply(end), Outcome::kApplied);
+  EXPECT_TRUE(Pos().crawl_done);
+  // Another brick's journal replayed by time (a takeover): a CREATE from before the crawl
+  // began is of an object that died before it; one from after is applied.
+  Stream replay;
+  replay.token = 3;
+  replay.brick = "brick-b";
+  replay.flags = georep::kBatchReplay;
+  replay.resume_brick = "brick-a";
+  replay.resume_lsn = 5;
+  Journal other(1);
+  const Gfid dead = Gfid::Random(), alive = Gfid::Random();
+  Item old_create = other.Create(dead, root, "dead");
+  old_create.op.timestamp_ns = began - 1000;
+  Item new_create = other.Create(alive, root, "alive");
+  new_create.op.timestamp_ns = began + 1000;
+  ASSERT_EQ(MustApply(MakeBatch({old_create, new_create}, replay)), Outcome::kApplied);
+  EXPECT_FALSE(Exists(dead));
+  EXPECT_TRUE(Exists(alive));
+  EXPECT_EQ(Failures().size(), 0u) << FailureText();
+}
+
 // A simple model of the primary's namespace: (parent, name) -> gfid, and which gfids are dirs.
 struct Model {
   std::map<std::pair<Gfid, std::string>, Gfid> entries;
