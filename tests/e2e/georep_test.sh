@@ -20,77 +20,10 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 [ "$(id -u)" = 0 ] || { echo "SKIP: needs root for FUSE"; exit 77; }
 [ -e /dev/fuse ] || { echo "SKIP: no /dev/fuse"; exit 77; }
 T=$(mktemp -d /tmp/drfs-e2e-georep-XXXXXX)
-PORT=$((20000 + $$ % 9000))
-BP=$((43000 + ($$ % 400) * 40))
-PM=$T/pm
-mkdir -p "$PM"
-cleanup() {
-  fusermount3 -u -z "$PM" 2>/dev/null || true
-  pkill -9 -f -- "drfs mount .*$T/" 2>/dev/null || true
-  for n in p s; do
-    [ -f "$T/$n/drfsd.pid" ] && kill -9 "$(cat "$T/$n/drfsd.pid")" 2>/dev/null || true
-  done
-  pkill -9 -f -- "--dir $T/" 2>/dev/null || true
-  rm -f /run/drfs/mnt-*"$(basename "$T")"-*.pid
-  rm -rf "$T"
-}
-trap cleanup EXIT
-fail() {
-  echo "FAIL: $*" >&2
-  for n in p s; do
-    [ -f "$T/$n/logs/drfsd.log" ] && { echo "--- $n drfsd.log" >&2; tail -40 "$T/$n/logs/drfsd.log" >&2; }
-  done
-  "$DRFS" georep status --daemon "127.0.0.1:$PORT" >&2 2>&1 || true
-  # DRFS_E2E_KEEP=1 keeps the daemons, bricks and mount for a look (clean up by hand).
-  [ -n "${DRFS_E2E_KEEP:-}" ] && { trap - EXIT; echo "kept $T (primary daemon 127.0.0.1:$PORT)" >&2; }
-  exit 1
-}
-ip_of() { [ "$1" = p ] && echo 127.0.0.1 || echo 127.0.0.2; }
-start_daemon() {
-  local bp=$BP
-  [ "$1" = s ] && bp=$((BP + 20))
-  "$DRFS" daemon --state-dir "$T/$1" --listen "$(ip_of "$1"):$PORT" --brick-port-min $bp \
-    --brick-port-max $((bp + 19)) --restart-backoff-ms 100 --restart-limit 50 >/dev/null ||
-    fail "daemon $1 did not start"
-}
-d() {
-  local n=$1
-  shift
-  "$DRFS" "$@" --daemon "$(ip_of "$n"):$PORT"
-}
-json() {
-  local n=$1 expr=$2
-  shift 2
-  d "$n" "$@" --json | python3 -c "import json,sys; j=json.load(sys.stdin); print($expr)"
-}
-wait_for() {
-  local secs=$1 what=$2
-  shift 2
-  for _ in $(seq 1 $((secs * 10))); do
-    if "$@" >/dev/null 2>&1; then return 0; fi
-    sleep 0.1
-  done
-  fail "timed out waiting for: $what"
-}
-# A checkpoint now, waited for, then verify must say identical.
-synced() {
-  local what=$1
-  d p georep checkpoint gs set now >/dev/null || fail "checkpoint set ($what)"
-  d p georep checkpoint gs wait --timeout 180 || fail "checkpoint did not complete ($what)"
-  if ! d p georep verify gs > "$T/verify.out" 2>&1; then
-    head -40 "$T/verify.out" >&2
-    fail "verify found differences ($what)"
-  fi
-  echo "ok: $what: $(tail -1 "$T/verify.out")"
-}
-
-start_daemon p
-start_daemon s
-d p volume create pvol replica 3 "127.0.0.1:$T/pb1" "127.0.0.1:$T/pb2" "127.0.0.1:$T/pb3" force >/dev/null
-d p volume start pvol >/dev/null
-d s volume create svol replica 3 "127.0.0.2:$T/sb1" "127.0.0.2:$T/sb2" "127.0.0.2:$T/sb3" force >/dev/null
-d s volume start svol >/dev/null
-"$DRFS" mount "127.0.0.1:$PORT:/pvol" "$PM" -o "log-file=$T/mnt.log" || fail "mount"
+# shellcheck source=lib/sites.sh
+. "$HERE/lib/sites.sh"
+trap sites_cleanup EXIT
+sites_setup
 
 # Data written before the session exists arrives too: the session's first syncer crawls the
 # volume (files, a 3 MiB one in fragments, a hard link, a symlink, xattrs, modes), then follows

@@ -23,7 +23,7 @@ fail() {
   for n in p s; do
     [ -f "$T/$n/logs/drfsd.log" ] && { echo "--- $n drfsd.log" >&2; tail -40 "$T/$n/logs/drfsd.log" >&2; }
   done
-  "$DRFS" georep status --daemon "127.0.0.1:$PORT" >&2 2>&1 || true
+  "$DRFS" georep status gs detail --daemon "127.0.0.1:$PORT" >&2 2>&1 || true
   [ -n "${DRFS_E2E_KEEP:-}" ] && { trap - EXIT; echo "kept $T (primary daemon 127.0.0.1:$PORT)" >&2; }
   exit 1
 }
