@@ -259,6 +259,13 @@ void BrickServer::HandleLock(const PeerInfo& peer, const Frame& request, Send se
   const bool applier = IsApplier(peer);
   const LockOwner owner{peer.connection_id, q.lock_owner};
   const bool marks = AnyNonZero(q.pending);
+  if (!inode && q.parent == brick_proto::ServiceLockSpace()) {
+    if (marks || !q.new_parent.is_null()) {
+      send(ErrorReply(EINVAL, what + ": the service lock space takes one name and no markers"));
+      return;
+    }
+    objects.clear();  // no object behind it: nothing to read or mark
+  }
   auto shutting_down = [this, what](const std::string& state) {
     return ErrorReply(ESHUTDOWN, what + ": brick " + opts_.dir + " is shutting down (" + state +
                                      "); retry on another replica or after it restarts");

@@ -26,6 +26,14 @@ namespace drfs::brick_proto {
 
 inline constexpr uint16_t kProtocolVersion = 1;
 
+// A gfid no object has. Entry locks under it are a lock space for cluster services (the
+// geo-replication syncers' election): they lock nothing on disk, carry no markers, and
+// conflict with no lock on a real directory.
+inline const Gfid& ServiceLockSpace() {
+  static const Gfid g = *Gfid::Parse("00000000-0000-0000-0000-0000000000e1");
+  return g;
+}
+
 enum class Op : uint16_t {
   // name = client name; flags = protocol version; xattr_value = the applier secret (optional,
   // encoded last and only when set; see docs/brick.md "Read-only bricks"). Reply: data = brick

@@ -32,15 +32,12 @@ std::string CursorName(const std::string& session) { return "georep." + session;
 
 namespace {
 
-// The Active syncer's election lock is an entry lock under a gfid no object has: a lock space
-// of its own. Under the root directory (where it was) it conflicted with the whole-directory
-// lock self-heal takes to heal the root's entries, and the Active syncer holds it for as long
-// as it is Active: a root that needed entry heal (a directory made while a brick was down)
-// stayed unhealed. The brick does not resolve a lock's directory, so any fixed gfid works.
-const Gfid& ElectionLockSpace() {
-  static const Gfid g = *Gfid::Parse("00000000-0000-0000-0000-0000000000e1");
-  return g;
-}
+// The Active syncer's election lock is an entry lock in the bricks' service lock space (a gfid
+// no object has). Under the root directory (where it was) it conflicted with the
+// whole-directory lock self-heal takes to heal the root's entries, and the Active syncer holds
+// it for as long as it is Active: a root that needed entry heal (a directory made while a
+// brick was down) stayed unhealed.
+const Gfid& ElectionLockSpace() { return brick_proto::ServiceLockSpace(); }
 
 enum class OpClass { kEntry, kData, kMeta };
 

@@ -265,6 +265,21 @@ TEST_F(BrickLocks, NonBlockingGetsEagainAtOnce) {
   EXPECT_EQ(Sync(*b, Inodelk(f_, 0)).err, EAGAIN);
 }
 
+// The service lock space (the geo-rep syncers' election) has no object behind it: its locks are
+// granted, conflict with each other by name, and never with a real directory's locks (self-heal
+// of the root takes the whole root); markers there are refused.
+TEST_F(BrickLocks, TheServiceLockSpaceLocksNoObject) {
+  auto b = Client(*s_);
+  const Gfid& space = brick_proto::ServiceLockSpace();
+  ASSERT_EQ(Sync(*a_, Entrylk(space, ".drfs-georep-gs-rs0", 0)).err, 0);
+  EXPECT_EQ(Sync(*b, Entrylk(space, ".drfs-georep-gs-rs0", 0)).err, EAGAIN);
+  EXPECT_EQ(Sync(*b, Entrylk(Gfid::Root(), "", 0)).err, 0) << "the root's whole-directory lock";
+  EXPECT_EQ(Sync(*b, Entrylk(space, "x", 0, 7, {0, 0, 1})).err, EINVAL);
+  ASSERT_EQ(Sync(*b, Entrylk(Gfid::Root(), "", kLockUnlock)).err, 0);
+  ASSERT_EQ(Sync(*a_, Entrylk(space, ".drfs-georep-gs-rs0", kLockUnlock)).err, 0);
+  EXPECT_EQ(Sync(*b, Entrylk(space, ".drfs-georep-gs-rs0", 0)).err, 0);
+}
+
 TEST_F(BrickLocks, EntryLocksTakeBothKeysAtOnceAndAWholeDirectoryConflictsWithNames) {
   auto b = Client(*s_);
   auto c = Client(*s_);
