@@ -32,13 +32,6 @@ std::string CursorName(const std::string& session) { return "georep." + session;
 
 namespace {
 
-// The Active syncer's election lock is an entry lock in the bricks' service lock space (a gfid
-// no object has). Under the root directory (where it was) it conflicted with the
-// whole-directory lock self-heal takes to heal the root's entries, and the Active syncer holds
-// it for as long as it is Active: a root that needed entry heal (a directory made while a
-// brick was down) stayed unhealed.
-const Gfid& ElectionLockSpace() { return brick_proto::ServiceLockSpace(); }
-
 enum class OpClass { kEntry, kData, kMeta };
 
 OpClass ClassOf(OpType op) {
@@ -232,6 +225,17 @@ struct Syncer::Impl {
   Status EnsureKafka();
   Status EnsureDataClient();
   Status Resend(const std::string& why);
+  // A batch whose header names this syncer's stream: session, replica set, epoch, token, brick.
+  georep::Batch NewBatch() const {
+    georep::Batch b;
+    b.header.volume_uuid = opts.volume_uuid;
+    b.header.session = opts.session;
+    b.header.replica_set = opts.replica_set;
+    b.header.epoch = opts.epoch;
+    b.header.token = token;
+    b.header.source_brick = opts.brick_id;
+    return b;
+  }
   Status SendBatch();
   // The initial crawl: starts it (start_lsn 0: at the journal's newest record), ships its next
   // batch, follows its acknowledgements, and resends what is unacknowledged.
@@ -355,7 +359,12 @@ bool Syncer::Impl::TryElect(std::string* why) {
       refused.push_back(b.name + " (unreachable)");
       continue;
     }
-    auto r = (*c)->Entrylk(ElectionLockSpace(), lock_name, owner, 0);
+    // The election lock lives in the bricks' service lock space (a gfid no object has). Under
+    // the root directory (where it was) it conflicted with the whole-directory lock self-heal
+    // takes to heal the root's entries, and the Active syncer holds it for as long as it is
+    // Active: a root that needed entry heal (a directory made while a brick was down) stayed
+    // unhealed.
+    auto r = (*c)->Entrylk(brick_proto::ServiceLockSpace(), lock_name, owner, 0);
     if (!r.ok()) {
       refused.push_back(b.name + " (held)");
       continue;
@@ -941,13 +950,7 @@ Status Syncer::Impl::ActiveStep() {
 }
 
 Status Syncer::Impl::SendBatch() {
-  georep::Batch b;
-  b.header.volume_uuid = opts.volume_uuid;
-  b.header.session = opts.session;
-  b.header.replica_set = opts.replica_set;
-  b.header.epoch = opts.epoch;
-  b.header.token = token;
-  b.header.source_brick = opts.brick_id;
+  georep::Batch b = NewBatch();
   // Kafka refuses messages over message.max.bytes (librdkafka's default is 1,000,000 bytes, and
   // brokers cap near 1 MiB), so a message stays under kMessageCap all told: file data, records
   // and attribute snapshots (estimated generously per item).
@@ -1466,13 +1469,7 @@ Status Syncer::Impl::CrawlWindowRecord(const changelog::Entry& e, georep::Batch&
 
 Status Syncer::Impl::SendCrawlBatch() {
   Crawl& c = *crawl;
-  georep::Batch b;
-  b.header.volume_uuid = opts.volume_uuid;
-  b.header.session = opts.session;
-  b.header.replica_set = opts.replica_set;
-  b.header.epoch = opts.epoch;
-  b.header.token = token;
-  b.header.source_brick = opts.brick_id;
+  georep::Batch b = NewBatch();
   b.header.flags = georep::kBatchCrawl;
   b.header.crawl_seq = c.next_seq;
   // The same limits as journal batches (see SendBatch).
