@@ -234,6 +234,8 @@ uint64_t EndTs(const Batch& b, uint64_t end_lsn) {
 // How far past the old brick's applied time a takeover's records may still repeat ones
 // already applied: the bricks' clocks differ a little.
 constexpr uint64_t kReplaySkewNs = 5'000'000'000;
+// The crawl's limbo of replica set N is this name and N in the secondary's root (see Park).
+constexpr char kLimboPrefix[] = ".drfs-crawl-limbo-rs";
 
 Plan MakePlan(const std::optional<Position>& stored, uint64_t stored_replay_until,
               const Batch& b, uint32_t rs) {
@@ -567,11 +569,21 @@ class Run {
     auto have = Stat(r.gfid);
     if (!Got(r, have, &out)) return out;
     if (*have) {
-      // A crawl's walk says where the object is now: one the secondary holds elsewhere (the
-      // walk saw it twice, or a fix-up met an object moved into a directory the walk missed)
-      // moves here. A file with several names stays where it is: its names come as LINKs.
-      if (crawl_ && r.lsn == 0 && (S_ISDIR((*have)->mode) || (*have)->nlink <= 1)) {
+      // A crawl's walk says where the object is now: one the secondary holds elsewhere (in
+      // the limbo, see Park; or an earlier crawl run put it there) moves here. A file with
+      // several names keeps them (the window's records settle the others) and gets this one.
+      // A record of the window says where the object was made, and it can be here already
+      // under a later name: a directory the window ships (a fix-up) is listed as it is now,
+      // after records not applied yet. A directory moves (every later record follows, so its
+      // later renames move it on); a file gets this name too (its later records remove the
+      // names it did not have yet).
+      if (crawl_ && (S_ISDIR((*have)->mode) || (r.lsn == 0 && (*have)->nlink <= 1))) {
         return Relocate(r);
+      }
+      if (crawl_) {
+        Record link = r;
+        link.op = OpType::kLink;
+        return Link(link, /*lenient=*/true);
       }
       return Status::Ok();  // created before (this batch was applied already)
     }
@@ -655,16 +667,120 @@ class Run {
   }
 
   // Moves the object of crawl entry `r` to (r.parent, r.name) when that name is free.
-  Status Relocate(const Record& r) {
+  Status Relocate(const Record& r) { return RelocateTo(r, r.gfid, r.parent, r.name); }
+  Status RelocateTo(const Record& r, const Gfid& g, const Gfid& parent, const std::string& name) {
     Status out;
-    auto there = Find(r.parent, r.name);
+    auto there = Find(parent, name);
     if (!Got(r, there, &out)) return out;
     if (*there) return Status::Ok();  // already here, or the name holds another object: left
-    auto from = Locate(r.gfid);
-    if (!from || (from->first == r.parent && from->second == r.name)) return Status::Ok();
-    Status s = v_.Rename(from->first, from->second, r.parent, r.name, changelog::kRenameNoreplace);
+    auto from = Locate(g);
+    if (!from || (from->first == parent && from->second == name)) return Status::Ok();
+    Status s = v_.Rename(from->first, from->second, parent, name, changelog::kRenameNoreplace);
     if (!s.ok() && IsTransport(s)) return Transport(r, s);
     return Status::Ok();  // otherwise (into its own subtree, say) the window's records settle it
+  }
+
+  // ---- The crawl's limbo.
+  // A crawl's window can move an object the walk shipped into a directory the secondary does
+  // not have: one the walk missed (it moved from where the walk had not been yet to where it
+  // had been), which the window ships later, as it is then, when it meets that move. Left
+  // where it was, the object would keep a name the primary took away (and a file unlinked
+  // since would stay for good). It goes to the replica set's limbo, a directory in the root
+  // (created when first needed). When the window ships the missed directory, the object is
+  // moved out of the limbo to where the walk of that directory found it (MakeEntry: Relocate;
+  // a further name: LINK); when a later rename moves it out, RENAME does. What is still in the
+  // limbo when the crawl ends was removed on the primary since: the CrawlDone batch empties it.
+  std::string LimboName() const { return std::string(kLimboPrefix) + std::to_string(rs_); }
+
+  // Also a crawl's UNLINK (or rename over) of a file's last name here: its other names on the
+  // primary may be in such a directory, which the window ships later as LINKs to it.
+  bool ParkInstead(const Iatt& obj) const { return crawl_ && !S_ISDIR(obj.mode) && obj.nlink <= 1; }
+
+  Status Park(const Record& r, const Iatt& obj) { return Park(r, r.parent, r.name, obj); }
+  Status Park(const Record& r, const Gfid& parent, const std::string& entry, const Iatt& obj) {
+    Status out;
+    auto limbo = Find(Gfid::Root(), LimboName());
+    if (!Got(r, limbo, &out)) return out;
+    Gfid dir;
+    if (*limbo) {
+      dir = (*limbo)->gfid;
+    } else {
+      auto made = v_.Mkdir(Gfid::Root(), LimboName(), 0700, 0, 0);
+      if (made.ok()) {
+        dir = made->gfid;
+      } else if (made.status().sys_errno() == EEXIST) {
+        auto again = Find(Gfid::Root(), LimboName());
+        if (!Got(r, again, &out)) return out;
+        if (!*again) return Status::Ok();
+        dir = (*again)->gfid;
+      } else {
+        if (IsTransport(made.status())) return Transport(r, made.status());
+        Fail(r, "cannot create the crawl's limbo directory /" + LimboName() + ": " +
+                    ErrText(made.status()));
+        return Status::Ok();
+      }
+    }
+    const std::string name = obj.gfid.ToString() + "." + std::to_string(r.lsn);
+    Status s = v_.Rename(parent, entry, dir, name, changelog::kRenameNoreplace);
+    if (!s.ok() && IsTransport(s)) return Transport(r, s);
+    if (!s.ok() && !IsGone(s)) Fail(r, "moving it to the crawl's limbo: " + ErrText(s));
+    return Status::Ok();
+  }
+
+ public:
+  // Removes the limbo and what is left in it (the crawl is over: see Park).
+  Status EmptyLimbo() {
+    auto limbo = v_.Lookup(Gfid::Root(), LimboName());
+    if (!limbo.ok()) {
+      if (IsGone(limbo.status())) return Status::Ok();
+      if (IsTransport(limbo.status())) {
+        return Transport("the crawl's limbo /" + LimboName(), limbo.status());
+      }
+      AddFailure(0, "LOOKUP", "/" + LimboName(), "cannot empty the crawl's limbo: " +
+                                                   ErrText(limbo.status()) + "; remove it by hand");
+      return Status::Ok();
+    }
+    DRFS_RETURN_IF_ERROR(EmptyDir(limbo->gfid, "/" + LimboName()));
+    Status s = v_.Rmdir(Gfid::Root(), LimboName());
+    if (s.ok() || IsGone(s)) return Status::Ok();
+    if (IsTransport(s)) return Transport("the crawl's limbo /" + LimboName(), s);
+    AddFailure(0, "RMDIR", "/" + LimboName(), "cannot remove the crawl's limbo: " + ErrText(s) +
+                                                 "; remove it by hand");
+    return Status::Ok();
+  }
+
+ private:
+  Status EmptyDir(const Gfid& dir, const std::string& path) {
+    for (;;) {
+      auto page = v_.Readdir(dir, 0, 256, true);
+      if (!page.ok()) {
+        if (IsGone(page.status())) return Status::Ok();
+        if (IsTransport(page.status())) return Transport("listing " + path, page.status());
+        AddFailure(0, "READDIR", path, "cannot empty the crawl's limbo: " +
+                                           ErrText(page.status()) + "; remove it by hand");
+        return Status::Ok();
+      }
+      if (page->entries.empty()) return Status::Ok();
+      for (const auto& e : page->entries) {
+        Status s;
+        if (S_ISDIR(e.attr.mode)) {
+          DRFS_RETURN_IF_ERROR(EmptyDir(e.gfid, path + "/" + e.name));
+          s = v_.Rmdir(dir, e.name);
+        } else {
+          s = v_.Unlink(dir, e.name);
+        }
+        if (s.ok()) {
+          NoteRemoval(e.attr);
+        } else if (IsTransport(s)) {
+          return Transport("removing " + path + "/" + e.name, s);
+        } else if (!IsGone(s)) {
+          AddFailure(0, S_ISDIR(e.attr.mode) ? "RMDIR" : "UNLINK", path + "/" + e.name,
+                     "cannot empty the crawl's limbo: " + ErrText(s) + "; remove it by hand");
+          return Status::Ok();
+        }
+      }
+      if (page->eof) return Status::Ok();
+    }
   }
 
   Status Link(const Record& r, bool lenient) {
@@ -701,6 +817,7 @@ class Run {
     auto there = Find(r.parent, r.name);
     if (!Got(r, there, &out)) return out;
     if (!*there || (*there)->gfid != r.gfid) return Status::Ok();
+    if (ParkInstead(**there)) return Park(r, **there);
     Status s = r.op == OpType::kUnlink ? v_.Unlink(r.parent, r.name) : v_.Rmdir(r.parent, r.name);
     if (s.ok()) NoteRemoval(**there);
     if (s.ok() || IsGone(s)) return Status::Ok();
@@ -742,11 +859,18 @@ class Run {
         // go: replaying the window may have re-created it (its CREATE came first).
         bool dst_free = !*dst;
         if (!r.replaced.is_null() && *dst && (*dst)->gfid == r.replaced) {
-          Status s = S_ISDIR((*dst)->mode) ? v_.Rmdir(r.new_parent, r.new_name)
-                                           : v_.Unlink(r.new_parent, r.new_name);
-          if (s.ok()) NoteRemoval(**dst);
-          if (!s.ok() && IsTransport(s)) return Transport(r, s);
-          dst_free = s.ok();
+          if (ParkInstead(**dst)) {
+            DRFS_RETURN_IF_ERROR(Park(r, r.new_parent, r.new_name, **dst));
+            auto after = Find(r.new_parent, r.new_name);
+            if (!Got(r, after, &out)) return out;
+            dst_free = !*after;
+          } else {
+            Status s = S_ISDIR((*dst)->mode) ? v_.Rmdir(r.new_parent, r.new_name)
+                                             : v_.Unlink(r.new_parent, r.new_name);
+            if (s.ok()) NoteRemoval(**dst);
+            if (!s.ok() && IsTransport(s)) return Transport(r, s);
+            dst_free = s.ok();
+          }
         }
         // In a crawl's window: the destination still names this object after the rename. A
         // file with several names can be here under another one while the source never was
@@ -756,10 +880,12 @@ class Run {
         // names of one file removes the source, see below). Elsewhere (a replay, a retried
         // batch) the later records may not follow, so nothing is added. A directory has one
         // name: a crawl that never saw it ships it whole when it meets the rename.
+        // A directory the secondary holds elsewhere (in the limbo, see Park) moves there.
         if (crawl_ && dst_free && !(r.rename_flags & changelog::kRenameExchange)) {
           auto have = Stat(r.gfid);
           if (!Got(r, have, &out)) return out;
-          if (*have && !S_ISDIR((*have)->mode)) {
+          if (*have && S_ISDIR((*have)->mode)) return RelocateTo(r, r.gfid, r.new_parent, r.new_name);
+          if (*have) {
             auto made = v_.Link(r.gfid, r.new_parent, r.new_name);
             if (!made.ok() && IsTransport(made.status())) return Transport(r, made.status());
           }
@@ -794,12 +920,23 @@ class Run {
                   "resolve it by hand");
       return Status::Ok();
     }
+    if (*dst && !(r.rename_flags & changelog::kRenameExchange) && ParkInstead(**dst)) {
+      // The file it replaces may have names the window has not brought yet (see Park).
+      DRFS_RETURN_IF_ERROR(Park(r, r.new_parent, r.new_name, **dst));
+      dst->reset();
+    }
     Status s = v_.Rename(r.parent, r.name, r.new_parent, r.new_name, r.rename_flags);
     if (s.ok()) {
       if (*dst && !(r.rename_flags & changelog::kRenameExchange)) NoteRemoval(**dst);
       return Status::Ok();
     }
     if (IsTransport(s)) return Transport(r, s);
+    if (crawl_ && lenient && IsGone(s) && src_is && !(r.rename_flags & changelog::kRenameExchange)) {
+      // The destination directory is not here: one the walk missed (see Park).
+      auto np = Stat(r.new_parent);
+      if (!Got(r, np, &out)) return out;
+      if (!*np) return Park(r, **src);
+    }
     if (lenient) {
       // Re-applied out of order, a directory can be non-empty or an ancestor of the
       // destination for now; later records settle it.
@@ -1107,6 +1244,7 @@ Result<Outcome> BatchApplier::Apply(VolumeClient& volume, const Batch& batch,
   DRFS_RETURN_IF_ERROR(items);
   DRFS_RETURN_IF_ERROR(run.FlushWrites(ex));
   DRFS_RETURN_IF_ERROR(run.Attrs(batch.attrs, h.last_lsn, ex));
+  if (plan.crawl && (h.flags & georep::kBatchCrawlDone)) DRFS_RETURN_IF_ERROR(run.EmptyLimbo());
   std::stable_sort(run.failures().begin(), run.failures().end(),
                    [](const Failure& a, const Failure& b) { return a.lsn < b.lsn; });
   if (DRFS_FAILPOINT("secondary.apply.before_commit")) {

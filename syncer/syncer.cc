@@ -1699,6 +1699,7 @@ Status Syncer::Impl::SendCrawlBatch() {
         return list.status().WithContext("brick " + opts.brick_name + ": listing " +
                                          d.gfid.ToString() + " for the initial crawl");
       }
+      if (opts.crawl_listed) opts.crawl_listed(d.gfid);
       for (auto& e : *list) {
         CrawlTask t;
         t.parent = d.gfid;

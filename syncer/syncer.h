@@ -50,12 +50,14 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "common/gfid.h"
 #include "common/rpc.h"
 #include "common/status.h"
 #include "georep/kafka.h"
@@ -92,6 +94,9 @@ struct SyncerOptions {
   std::chrono::milliseconds election_interval{1000};
   std::chrono::milliseconds replay_overlap{2000};
   std::chrono::milliseconds ack_wait{3000};  // for the first Ack after becoming Active
+  // Tests: called on the syncer's thread right after the initial crawl lists directory `dir`
+  // (to change the tree at a chosen point of the walk).
+  std::function<void(const Gfid& dir)> crawl_listed;
 };
 
 // What status shows for one syncer.
