@@ -236,6 +236,10 @@ uint64_t EndTs(const Batch& b, uint64_t end_lsn) {
 constexpr uint64_t kReplaySkewNs = 5'000'000'000;
 // The crawl's limbo of replica set N is this name and N in the secondary's root (see Park).
 constexpr char kLimboPrefix[] = ".drfs-crawl-limbo-rs";
+// What to do about a limbo the applier could not remove (the volume is read-only to all but it).
+constexpr char kLimboLeft[] =
+    "; it stays ('drfs georep verify' lists it) until the next initial sync of this replica set "
+    "ends, or remove it by hand once the session is deleted (the volume is read-only until then)";
 
 Plan MakePlan(const std::optional<Position>& stored, uint64_t stored_replay_until,
               const Batch& b, uint32_t rs) {
@@ -737,7 +741,7 @@ class Run {
         return Transport("the crawl's limbo /" + LimboName(), limbo.status());
       }
       AddFailure(0, "LOOKUP", "/" + LimboName(), "cannot empty the crawl's limbo: " +
-                                                   ErrText(limbo.status()) + "; remove it by hand");
+                                                   ErrText(limbo.status()) + kLimboLeft);
       return Status::Ok();
     }
     DRFS_RETURN_IF_ERROR(EmptyDir(limbo->gfid, "/" + LimboName()));
@@ -745,7 +749,7 @@ class Run {
     if (s.ok() || IsGone(s)) return Status::Ok();
     if (IsTransport(s)) return Transport("the crawl's limbo /" + LimboName(), s);
     AddFailure(0, "RMDIR", "/" + LimboName(), "cannot remove the crawl's limbo: " + ErrText(s) +
-                                                 "; remove it by hand");
+                                                 kLimboLeft);
     return Status::Ok();
   }
 
@@ -757,7 +761,7 @@ class Run {
         if (IsGone(page.status())) return Status::Ok();
         if (IsTransport(page.status())) return Transport("listing " + path, page.status());
         AddFailure(0, "READDIR", path, "cannot empty the crawl's limbo: " +
-                                           ErrText(page.status()) + "; remove it by hand");
+                                           ErrText(page.status()) + kLimboLeft);
         return Status::Ok();
       }
       if (page->entries.empty()) return Status::Ok();
@@ -775,7 +779,7 @@ class Run {
           return Transport("removing " + path + "/" + e.name, s);
         } else if (!IsGone(s)) {
           AddFailure(0, S_ISDIR(e.attr.mode) ? "RMDIR" : "UNLINK", path + "/" + e.name,
-                     "cannot empty the crawl's limbo: " + ErrText(s) + "; remove it by hand");
+                     "cannot empty the crawl's limbo: " + ErrText(s) + kLimboLeft);
           return Status::Ok();
         }
       }

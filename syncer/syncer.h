@@ -6,7 +6,8 @@
 // the Active one's acknowledgements come in.
 //
 // Who is Active. A syncer becomes Active by taking an entry lock, named after the session and
-// replica set, on the root of a majority of the replica set's bricks (non-blocking; Passive
+// replica set, in the service lock space (brick_proto::ServiceLockSpace(): a gfid no object
+// has) of a majority of the replica set's bricks (non-blocking; Passive
 // syncers retry every election_interval). Locks are bound to connections, so when an Active
 // syncer, its process or its host dies, its locks go with its connections and a Passive one
 // takes over. An Active syncer that loses the connections to a majority steps down at once.
