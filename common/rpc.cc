@@ -5,11 +5,14 @@
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
 #include <pthread.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include <array>
 #include <atomic>
 #include <cerrno>
+#include <cstring>
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
 #include <limits>
@@ -69,6 +72,27 @@ std::string FormatEndpoint(const tcp::endpoint& ep) {
 std::string HostPort(const std::string& host, uint16_t port) {
   if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);
   return host + ":" + std::to_string(port);
+}
+
+// See dead_peer_timeout in rpc.h. Failing to set it is logged, not fatal: the connection works,
+// it only notices a vanished peer later.
+void SetDeadPeerTimeout(int fd, std::chrono::milliseconds t, const std::string& peer) {
+  if (t.count() <= 0) return;
+  const int total_s = static_cast<int>(std::max<int64_t>(2, (t.count() + 999) / 1000));
+  const int idle = std::max(1, total_s / 2);
+  const int count = 3;
+  const int interval = std::max(1, (total_s - idle) / count);
+  const int on = 1;
+  const unsigned int user_timeout_ms = static_cast<unsigned int>(t.count());
+  if (::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on) != 0 ||
+      ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle) != 0 ||
+      ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval) != 0 ||
+      ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count) != 0 ||
+      ::setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout_ms, sizeof user_timeout_ms) != 0) {
+    DRFS_LOG(Warn) << "connection with " << peer << ": cannot set TCP keepalive ("
+                   << std::strerror(errno) << "); a peer that vanishes without closing is noticed "
+                   << "only after the kernel's default keepalive time";
+  }
 }
 
 std::string Ms(std::chrono::milliseconds d) {
@@ -255,6 +279,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     auto ep = socket().remote_endpoint(ec);
     peer_->address = ec ? std::string("unknown peer") : FormatEndpoint(ep);
     socket().set_option(tcp::no_delay(true), ec);
+    SetDeadPeerTimeout(socket().native_handle(), core_->options.dead_peer_timeout, peer_->address);
     if (!transport_.tls()) {
       {
         std::lock_guard<std::mutex> l(mu_);
@@ -802,6 +827,8 @@ void ClientCore::DoConnect() {
               }
               ErrorCode ignored;
               c->transport.socket().set_option(tcp::no_delay(true), ignored);
+              SetDeadPeerTimeout(c->transport.socket().native_handle(), options.dead_peer_timeout,
+                                 HostPort(host, port));
               if (!c->transport.tls()) {
                 Connected(c);
                 return;

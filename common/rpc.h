@@ -86,6 +86,12 @@ struct ServerOptions {
   size_t max_payload = kDefaultMaxPayload;
   // A connection that has not finished its TLS handshake by then is closed.
   std::chrono::milliseconds handshake_timeout{10000};
+  // A peer that stops answering at the TCP level (its host lost power, its link was cut: no
+  // FIN or RST ever comes) is given up after about this long: TCP keepalive probes start after
+  // half of it without traffic, and TCP_USER_TIMEOUT bounds data it does not acknowledge. The
+  // connection then closes like any other, and whatever lives on it goes with it (a brick's
+  // locks, a client's pending calls). 0: the kernel's defaults (about 2 h of keepalive).
+  std::chrono::milliseconds dead_peer_timeout{10000};
   // Called exactly once per accepted connection when it closes, whatever the reason (the peer
   // hung up, a bad frame, a failed handshake, Stop()), on an io thread, after the last handler
   // call for that connection has returned; it must not block. Stop() returns only after it has
@@ -126,6 +132,12 @@ struct ClientOptions {
   std::chrono::milliseconds connect_timeout{5000};  // TCP connect plus TLS handshake
   std::chrono::milliseconds request_timeout{30000};
   size_t max_payload = kDefaultMaxPayload;  // largest reply accepted
+  // A peer that stops answering at the TCP level (its host lost power, its link was cut: no
+  // FIN or RST ever comes) is given up after about this long: TCP keepalive probes start after
+  // half of it without traffic, and TCP_USER_TIMEOUT bounds data it does not acknowledge. The
+  // connection then closes like any other, and whatever lives on it goes with it (a brick's
+  // locks, a client's pending calls). 0: the kernel's defaults (about 2 h of keepalive).
+  std::chrono::milliseconds dead_peer_timeout{10000};
   // Reconnect backoff after failed attempts: doubles from initial up to max.
   std::chrono::milliseconds reconnect_backoff_initial{50};
   std::chrono::milliseconds reconnect_backoff_max{2000};

@@ -5,11 +5,15 @@
 #include <netinet/in.h>
 #include <openssl/ssl.h>
 #include <sys/socket.h>
+#include <fcntl.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <cstdlib>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <random>
@@ -669,6 +673,112 @@ TEST(Rpc, ConnectToANonListeningPortFailsWithUnavailable) {
   EXPECT_EQ(c.status().code(), Code::kUnavailable) << c.status().ToString();
   EXPECT_TRUE(Contains(c.status().message(), "cannot connect to 127.0.0.1:" + std::to_string(port)))
       << c.status().message();
+}
+
+// --- a peer that vanishes -----------------------------------------------------------------
+
+// Two network namespaces joined by a veth pair, as two hosts (10.251.0.1 in a, 10.251.0.2 in
+// b). Needs root and iproute2. Removed (with the veth) when it goes.
+class TwoHosts {
+ public:
+  TwoHosts()
+      : a_("drfs-rpct-a-" + std::to_string(::getpid())),
+        b_("drfs-rpct-b-" + std::to_string(::getpid())) {
+    const std::string va = "drfsrpa" + std::to_string(::getpid() % 100000);
+    const std::string vb = "drfsrpb" + std::to_string(::getpid() % 100000);
+    Teardown();
+    ok_ = Sh("ip netns add " + a_) && Sh("ip netns add " + b_) &&
+          Sh("ip link add " + va + " netns " + a_ + " type veth peer name " + vb + " netns " + b_) &&
+          Sh(In(a_) + "ip addr add 10.251.0.1/30 dev " + va) &&
+          Sh(In(b_) + "ip addr add 10.251.0.2/30 dev " + vb) && Sh(In(a_) + "ip link set lo up") &&
+          Sh(In(b_) + "ip link set lo up") && Sh(In(a_) + "ip link set " + va + " up") &&
+          Sh(In(b_) + "ip link set " + vb + " up");
+    vb_ = vb;
+  }
+  ~TwoHosts() { Teardown(); }
+  bool ok() const { return ok_; }
+  // Host b drops off the network: its end of the link goes down, so nothing it sent or would
+  // send reaches a, and a's packets go nowhere. No FIN, no RST.
+  bool CutB() { return Sh(In(b_) + "ip link set " + vb_ + " down"); }
+  // Runs fn on a thread inside host a's (or b's) network namespace: sockets it makes, and
+  // threads it starts, are that host's.
+  template <typename Fn>
+  static void RunIn(const std::string& ns, Fn fn) {
+    std::thread t([&] {
+      int fd = ::open(("/run/netns/" + ns).c_str(), O_RDONLY | O_CLOEXEC);
+      ASSERT_GE(fd, 0) << ns << ": " << std::strerror(errno);
+      ASSERT_EQ(::setns(fd, CLONE_NEWNET), 0) << ns << ": " << std::strerror(errno);
+      ::close(fd);
+      fn();
+    });
+    t.join();
+  }
+  const std::string& a() const { return a_; }
+  const std::string& b() const { return b_; }
+
+ private:
+  static std::string In(const std::string& ns) { return "ip netns exec " + ns + " "; }
+  static bool Sh(const std::string& cmd) {
+    const int rc = std::system((cmd + " 2>&1").c_str());
+    EXPECT_EQ(rc, 0) << cmd;
+    return rc == 0;
+  }
+  void Teardown() {
+    (void)std::system(("ip netns del " + a_ + " 2>/dev/null").c_str());
+    (void)std::system(("ip netns del " + b_ + " 2>/dev/null").c_str());
+  }
+  std::string a_, b_, vb_;
+  bool ok_ = false;
+};
+
+// A peer whose host vanishes (it lost power, its link was cut: no FIN or RST ever comes) is given
+// up on both ends after about dead_peer_timeout: the server closes the connection and runs
+// on_close (where a brick drops the peer's locks, so a Passive syncer can take over), and a
+// client that does not reconnect reports the connection lost. Without TCP keepalive both would
+// wait for traffic that never comes. The 60 s guard only stops a hang; it times nothing.
+TEST(RpcDeadPeer, AHostThatVanishesIsGivenUpOnBothEnds) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root (network namespaces)";
+  TwoHosts hosts;
+  ASSERT_TRUE(hosts.ok());
+  std::mutex mu;
+  std::condition_variable cv;
+  int closed = 0;
+  EchoService svc;
+  RpcServer server;
+  ServerOptions so;
+  so.dead_peer_timeout = 2s;
+  so.on_close = [&](const PeerInfo&) {
+    std::lock_guard<std::mutex> l(mu);
+    ++closed;
+    cv.notify_all();
+  };
+  TwoHosts::RunIn(hosts.a(), [&] { ASSERT_OK(server.Start("10.251.0.1", 0, {}, svc.Handler(), so)); });
+  ASSERT_NE(server.port(), 0);
+  std::unique_ptr<RpcClient> client;
+  TwoHosts::RunIn(hosts.b(), [&] {
+    ClientOptions co = FastClientOptions();
+    co.reconnect = false;
+    co.dead_peer_timeout = 2s;
+    auto c = RpcClient::Connect("10.251.0.1", server.port(), {}, co);
+    ASSERT_OK(c);
+    client = std::move(*c);
+  });
+  ASSERT_NE(client, nullptr);
+  ASSERT_OK(CallSync(*client, 1, "before the cut"));
+  EXPECT_EQ(server.connection_count(), 1u);
+
+  ASSERT_TRUE(hosts.CutB());
+  {
+    std::unique_lock<std::mutex> l(mu);
+    EXPECT_TRUE(cv.wait_for(l, kHangGuard, [&] { return closed == 1; }))
+        << "the server still holds the connection of a host that vanished";
+  }
+  EXPECT_EQ(server.connection_count(), 0u);
+  const auto guard = std::chrono::steady_clock::now() + kHangGuard;
+  while (!client->lost() && std::chrono::steady_clock::now() < guard) std::this_thread::sleep_for(50ms);
+  EXPECT_TRUE(client->lost()) << "the client still trusts a connection to a host that vanished";
+  client.reset();
+  server.Stop();
 }
 
 // --- TLS ------------------------------------------------------------------------------------
