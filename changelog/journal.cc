@@ -109,7 +109,7 @@ Result<JournalStatus> Inspect(const std::string& dir, FileSystem* fs) {
   return js;
 }
 
-Result<PurgeResult> Purge(const std::string& dir, FileSystem* fs) {
+Result<PurgeResult> Purge(const std::string& dir, FileSystem* fs, uint64_t keep_unclaimed_bytes) {
   // One purge at a time per process; purges from other processes only race to delete the same
   // files, which is harmless.
   static std::mutex mu;
@@ -119,20 +119,38 @@ Result<PurgeResult> Purge(const std::string& dir, FileSystem* fs) {
   DRFS_ASSIGN_OR_RETURN(auto segs, ListSegments(dir, fs));
   if (segs.empty()) return res;
   res.oldest_kept_lsn = segs.front().first_lsn;
-  if (cursors.empty()) {
+  // What bounds the purge: the slowest cursor's LSN, or with none, the first record of the
+  // oldest segment that must stay for the newer ones to hold keep_unclaimed_bytes.
+  Lsn keep_from = 0;
+  std::string held_by;
+  if (!cursors.empty()) {
+    auto slowest = std::min_element(cursors.begin(), cursors.end(), [](auto& a, auto& b) {
+      return a.lsn < b.lsn;
+    });
+    keep_from = slowest->lsn + 1;
+    held_by = slowest->name;
+  } else if (keep_unclaimed_bytes == 0) {
     res.held_by = "(no cursor registered)";
     return res;
+  } else {
+    uint64_t newer = 0;
+    keep_from = segs.back().first_lsn;
+    for (size_t i = segs.size(); i-- > 0;) {
+      auto size = fs->FileSize(segs[i].path);
+      newer += size.ok() ? *size : 0;
+      keep_from = segs[i].first_lsn;
+      if (newer >= keep_unclaimed_bytes) break;
+    }
+    held_by = "(no cursor registered: keeping the newest " + std::to_string(keep_unclaimed_bytes) +
+              " bytes)";
   }
-  auto slowest = std::min_element(cursors.begin(), cursors.end(), [](auto& a, auto& b) {
-    return a.lsn < b.lsn;
-  });
   bool deleted_any = false;
   // Never the newest segment: the writer appends to it. Every other one has a successor
   // whose first LSN bounds its last record.
   for (size_t i = 0; i + 1 < segs.size(); ++i) {
     Lsn last = segs[i + 1].first_lsn - 1;
-    if (last > slowest->lsn) {
-      res.held_by = slowest->name;
+    if (last >= keep_from) {
+      res.held_by = held_by;
       break;
     }
     auto size = fs->FileSize(segs[i].path);

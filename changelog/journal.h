@@ -71,8 +71,11 @@ struct PurgeResult {
 };
 
 // Deletes every segment, except the newest, whose records all registered cursors have passed.
-// With no cursor registered nothing is deleted: nobody has said the records are no longer
-// needed. Safe to run while a writer appends and readers read.
-Result<PurgeResult> Purge(const std::string& dir, FileSystem* fs = FileSystem::Default());
+// With no cursor registered (no consumer, such as a geo-replication session, reads the journal)
+// it keeps the newest segments that hold at least `keep_unclaimed_bytes` and deletes the older
+// ones; 0 keeps everything (nobody has said the records are no longer needed). Safe to run
+// while a writer appends and readers read.
+Result<PurgeResult> Purge(const std::string& dir, FileSystem* fs = FileSystem::Default(),
+                          uint64_t keep_unclaimed_bytes = 0);
 
 }  // namespace drfs::changelog

@@ -439,7 +439,9 @@ Status Writer::SetEpoch(uint64_t epoch) {
   return Status::Ok();
 }
 
-Result<PurgeResult> Writer::Purge() { return changelog::Purge(dir_, fs_); }
+Result<PurgeResult> Writer::Purge() {
+  return changelog::Purge(dir_, fs_, opts_.keep_unclaimed_bytes);
+}
 
 void Writer::IntervalSyncLoop() {
   std::unique_lock<std::mutex> l(mu_);

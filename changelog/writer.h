@@ -65,6 +65,9 @@ struct WriterOptions {
   // (the caller is fenced); a newer one starts a new segment. 0 keeps the journal's epoch
   // (1 for a new journal).
   uint64_t epoch = 1;
+  // Retention with no cursor registered: keep the newest segments holding at least this many
+  // bytes (see Purge); 0 keeps everything.
+  uint64_t keep_unclaimed_bytes = 0;
   // Check every record of every segment on open, not just the newest segment.
   bool verify_all_segments = true;
   FileSystem* fs = FileSystem::Default();

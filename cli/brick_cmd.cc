@@ -27,6 +27,7 @@ constexpr char kUsage[] =
     "        [--read-only [--applier-secret-file F]] [--arbiter] [--brick-id UUID]\n"
     "        [--fsync always|interval|never] [--threads N]\n"
     "        [--fsync-interval-ms N] [--rollover-size BYTES] [--rollover-time-ms N]\n"
+    "        [--keep-unclaimed BYTES]\n"
     "      (--threads: disk threads, default 32; they mostly wait on the journal's fsync)\n"
     "      Export DIR as a brick, in the foreground, until SIGINT or SIGTERM. Every mutation is\n"
     "      journaled to DIR/.drfs/changelog (see 'drfs changelog'). --port 0 picks a free port\n"
@@ -93,6 +94,12 @@ int Serve(const Args& a) {
   if (Status s = GetUintOption(a, "rollover-size", &o.backend.journal.segment_max_bytes);
       !s.ok() || o.backend.journal.segment_max_bytes < 4096) {
     return UsageError("--rollover-size must be a byte count of at least 4096", kUsage);
+  }
+  if (Status s = GetUintOption(a, "keep-unclaimed", &o.backend.journal.keep_unclaimed_bytes);
+      !s.ok()) {
+    return UsageError("--keep-unclaimed must be a byte count (0: keep the whole journal while no "
+                      "cursor is registered)",
+                      kUsage);
   }
   if (Status s = GetUintOption(a, "rollover-time-ms", &o.backend.journal.segment_max_age_ms);
       !s.ok() || o.backend.journal.segment_max_age_ms == 0) {
@@ -312,7 +319,7 @@ int BrickCommand(int argc, char** argv, int first) {
   if (cmd == "serve") {
     spec = {{"read-only", "arbiter"},
             {"dir", "port", "host", "tls-cert", "tls-key", "tls-ca", "fsync", "brick-id",
-             "fsync-interval-ms", "rollover-size", "rollover-time-ms", "threads",
+             "fsync-interval-ms", "rollover-size", "rollover-time-ms", "keep-unclaimed", "threads",
              "applier-secret-file"}};
   } else if (cmd == "op") {
     spec = {{"json"},

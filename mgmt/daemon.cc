@@ -1960,6 +1960,7 @@ Result<ProcessSpec> Daemon::Impl::MakeSpec(const std::string& key) {
   DRFS_ASSIGN_OR_RETURN(int64_t interval_ms, ParseDurationMs(opt("changelog.fsync-interval")));
   DRFS_ASSIGN_OR_RETURN(uint64_t roll_bytes, ParseSize(opt("changelog.rollover-size")));
   DRFS_ASSIGN_OR_RETURN(int64_t roll_ms, ParseDurationMs(opt("changelog.rollover-time")));
+  DRFS_ASSIGN_OR_RETURN(uint64_t keep_bytes, ParseSize(opt("changelog.keep-unclaimed")));
   ProcessSpec spec;
   spec.log_file = BrickLog(b);
   spec.argv = {opt_.drfs_binary, "brick", "serve", "--dir", b.path, "--host", b.host,
@@ -1968,6 +1969,7 @@ Result<ProcessSpec> Daemon::Impl::MakeSpec(const std::string& key) {
                "--fsync-interval-ms", std::to_string(interval_ms),
                "--rollover-size", std::to_string(roll_bytes),
                "--rollover-time-ms", std::to_string(roll_ms),
+               "--keep-unclaimed", std::to_string(keep_bytes),
                "--threads", opt("brick.threads")};
   if (IsArbiter(v, index)) spec.argv.push_back("--arbiter");
   if (IsSecondaryVolume(c, v.name)) {

@@ -21,6 +21,12 @@ std::vector<OptionDef> MakeOptions() {
        "changelog.fsync-interval, or never"},
       {"changelog.fsync-interval", OptionType::kDuration, "100ms", 1, 10 * kSecond, {},
        "brick restart", "how often the changelog is fsynced under changelog.fsync=interval"},
+      {"changelog.keep-unclaimed", OptionType::kSize, "1GiB", 0, int64_t{1} << 40, {},
+       "brick restart",
+       "while no geo-replication session reads a brick's changelog (no journal cursor: a volume "
+       "without a session, a secondary's bricks), keep only its newest segments holding this "
+       "much and delete the older ones; 0 keeps it all (it then grows without bound). A "
+       "session created later starts with a crawl, which does not need the old records"},
       {"changelog.rollover-size", OptionType::kSize, "64MiB", kMiB, int64_t{4} << 30, {},
        "brick restart", "a changelog segment is closed and a new one started past this size"},
       {"changelog.rollover-time", OptionType::kDuration, "15m", kSecond, 24 * kHour, {},

@@ -147,6 +147,60 @@ TEST(Retention, TheWriterPurgesAfterRolloverOnItsOwn) {
   EXPECT_LE(oldest, 101u);
 }
 
+// With no cursor (no session reads the journal), keep_unclaimed_bytes bounds it: the newest
+// segments holding at least that much stay, older ones go; 0 keeps everything. A cursor, once
+// registered, rules again, however far back it is.
+TEST(Retention, WithNoCursorKeepsOnlyTheNewestBytesAskedFor) {
+  TempDir t;
+  Populate(t.path(), 300);
+  auto before = ListSegments(t.path(), FileSystem::Default());
+  ASSERT_OK(before);
+  ASSERT_GT(before->size(), 6u);
+  uint64_t total = 0;
+  for (const auto& seg : *before) total += *FileSystem::Default()->FileSize(seg.path);
+
+  auto none = Purge(t.path(), FileSystem::Default(), 0);
+  ASSERT_OK(none);
+  EXPECT_TRUE(none->deleted.empty());
+  EXPECT_EQ(none->held_by, "(no cursor registered)");
+
+  // A cursor far back holds everything, whatever keep_unclaimed_bytes says.
+  ASSERT_OK(CursorStore(t.path()).Register("syncer", 0));
+  auto held = Purge(t.path(), FileSystem::Default(), 4096);
+  ASSERT_OK(held);
+  EXPECT_TRUE(held->deleted.empty());
+  EXPECT_EQ(held->held_by, "syncer");
+  ASSERT_OK(CursorStore(t.path()).Remove("syncer"));
+
+  const uint64_t keep = total / 3;
+  auto res = Purge(t.path(), FileSystem::Default(), keep);
+  ASSERT_OK(res);
+  EXPECT_FALSE(res->deleted.empty());
+  auto after = ListSegments(t.path(), FileSystem::Default());
+  ASSERT_OK(after);
+  uint64_t kept = 0;
+  for (const auto& seg : *after) kept += *FileSystem::Default()->FileSize(seg.path);
+  EXPECT_GE(kept, keep);
+  // Only as much as needed: without its oldest segment, what is left would hold less.
+  EXPECT_LT(kept - *FileSystem::Default()->FileSize(after->front().path), keep);
+  EXPECT_EQ(res->oldest_kept_lsn, after->front().first_lsn);
+  EXPECT_EQ(kept + res->bytes_freed, total);
+  // The records kept read back, from the oldest kept on.
+  ReaderOptions ro;
+  ro.from_lsn = after->front().first_lsn;
+  ro.bound = ReaderOptions::Bound::kOnDisk;
+  auto r = Reader::Open(t.path(), ro);
+  ASSERT_OK(r);
+  Lsn n = 0;
+  for (;;) {
+    auto e = (*r)->Next();
+    ASSERT_OK(e);
+    if (!e->has_value()) break;
+    n = (**e).record.lsn;
+  }
+  EXPECT_EQ(n, 300u);
+}
+
 TEST(Inspect, ReportsSegmentsBytesRangeAndCursors) {
   TempDir t;
   Populate(t.path(), 120);
