@@ -765,6 +765,7 @@ class Run {
         return Status::Ok();
       }
       if (page->entries.empty()) return Status::Ok();
+      bool removed_any = false;
       for (const auto& e : page->entries) {
         Status s;
         if (S_ISDIR(e.attr.mode)) {
@@ -775,6 +776,7 @@ class Run {
         }
         if (s.ok()) {
           NoteRemoval(e.attr);
+          removed_any = true;
         } else if (IsTransport(s)) {
           return Transport("removing " + path + "/" + e.name, s);
         } else if (!IsGone(s)) {
@@ -784,6 +786,13 @@ class Run {
         }
       }
       if (page->eof) return Status::Ok();
+      if (!removed_any) {
+        // A listing of entries none of which could be removed (gone already: a replica that
+        // lags behind): listing again from the start would go round for ever.
+        AddFailure(0, "READDIR", path, "cannot empty the crawl's limbo: its listing keeps "
+                                       "naming entries that are gone" + std::string(kLimboLeft));
+        return Status::Ok();
+      }
     }
   }
 
