@@ -704,7 +704,8 @@ struct Backend::Impl {
                         std::string(changelog::OpTypeName(r.op)) + " record (" +
                         lsn.status().ToString() +
                         "); the op was undone. Check the disk holding " + dir +
-                        "/.drfs/changelog and restart the brick",
+                        "/.drfs/changelog: if it is full, free space and the journal takes "
+                        "appends again by itself; for anything else, fix it and restart the brick",
                     EIO);
     }
     return *lsn;

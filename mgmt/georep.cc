@@ -420,8 +420,14 @@ Result<Value> Georep::Control(const Value& args) {
     return Status::Ok();
   }));
   if (action == "stop" || action == "pause" || action == "delete") {
-    Status st = tell_secondary();
-    if (!st.ok()) notes.push_back(st.message());
+    // Done here whatever the secondary says: it is told if it can be.
+    auto told = CallPeerSite(s, MgmtOp::kGeorepPeerControl, pc);
+    if (!told.ok()) {
+      const std::string done = action == "delete" ? "deleted" : action == "stop" ? "stopped" : "paused";
+      notes.push_back("the session is " + done + " on this site, but the secondary site was not told (" +
+                      told.status().message() + "); it still has the session as it was" +
+                      (action == "delete" ? ", and its volume stays read-only" : ""));
+    }
   }
   Value r;
   r["message"] = "georep " + action + ": session " + name + ": success";
