@@ -138,6 +138,18 @@ struct Crawl {
 // may be journaled a little later than the look.
 constexpr uint64_t kCrawlSettleNs = 1000000000ull;
 
+georep::AttrSnapshot SnapOf(const brick_proto::Iatt& a) {
+  georep::AttrSnapshot s;
+  s.gfid = a.gfid;
+  s.mode = a.mode;
+  s.uid = a.uid;
+  s.gid = a.gid;
+  s.size = a.size;
+  s.atime_ns = a.atime_ns;
+  s.mtime_ns = a.mtime_ns;
+  return s;
+}
+
 }  // namespace
 
 std::string CrawlCursorName(const std::string& session) {
@@ -1152,14 +1164,8 @@ Status Syncer::Impl::SnapshotAttrs(std::vector<Gfid> want, std::vector<georep::A
         return ErrnoStatus(rep->err, "brick " + opts.brick_name + ": attributes of " +
                                          g.ToString() + ": " + rep->message);
       }
-      georep::AttrSnapshot a;
+      georep::AttrSnapshot a = SnapOf(rep->attr);
       a.gfid = g;
-      a.mode = rep->attr.mode;
-      a.uid = rep->attr.uid;
-      a.gid = rep->attr.gid;
-      a.size = rep->attr.size;
-      a.atime_ns = rep->attr.atime_ns;
-      a.mtime_ns = rep->attr.mtime_ns;
       out->push_back(a);
     }
   }
@@ -1236,22 +1242,6 @@ Status Syncer::Impl::Produce(georep::Batch& b, InFlight f, uint64_t data_bytes) 
 // missed it (it moved from a directory not yet listed into one already listed): the object is
 // shipped there and then, at the record's destination, its subtree as it is now. Finally a
 // CrawlDone says journal batches follow after E, the last record of the window.
-
-namespace {
-
-georep::AttrSnapshot SnapOf(const brick_proto::Iatt& a) {
-  georep::AttrSnapshot s;
-  s.gfid = a.gfid;
-  s.mode = a.mode;
-  s.uid = a.uid;
-  s.gid = a.gid;
-  s.size = a.size;
-  s.atime_ns = a.atime_ns;
-  s.mtime_ns = a.mtime_ns;
-  return s;
-}
-
-}  // namespace
 
 Status Syncer::Impl::StartCrawl(std::optional<uint64_t> start_lsn, uint64_t start_ns, bool truncate,
                                 const std::string& why) {
