@@ -2076,6 +2076,7 @@ Reply Backend::Impl::Xattrop(const Request& q, bool allow_when_read_only) {
   const std::string index_name = q.gfid.ToString();
   const std::string path = o->proc();
   if (AllZero(next)) {
+    DRFS_FAILPOINT("brick.xattrop.before_clear");  // tests: a post-op that lands late (delay)
     // The xattr goes first, then the index entry: a crash in between leaves an extra entry.
     if (::removexattr(path.c_str(), kPendingXattr) != 0 && errno != ENODATA) {
       return ToReply(SysErr(errno, what + ": remove the markers"));

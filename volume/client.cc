@@ -466,7 +466,24 @@ struct VolumeClient::Impl {
 
   // Lookup-type request to every brick: the majority's answer wins; markers seen update which
   // bricks are stale for the object.
+  // A post-op still under way changes the object's ctime when it lands (it rewrites the
+  // markers xattr): an attribute read waits for this client's own post-ops on the object, so a
+  // stat right after a write, and every one after it, shows the same ctime (tar's "file changed
+  // as we read it" otherwise).
   Result<Reply> LookupAll(const Request& q) {
+    if (q.op == Op::kGetattr) WaitPosts({"i" + q.gfid.ToString()});
+    auto r = LookupAllOnce(q);
+    if (q.op == Op::kLookup && r.ok() && PostsInFlight("i" + r->attr.gfid.ToString())) {
+      WaitPosts({"i" + r->attr.gfid.ToString()});
+      r = LookupAllOnce(q);
+    }
+    return r;
+  }
+  bool PostsInFlight(const std::string& key) {
+    std::lock_guard<std::mutex> l(mu);
+    return unlocking.count(key) != 0;
+  }
+  Result<Reply> LookupAllOnce(const Request& q) {
     const uint64_t checked_at = Seq();
     auto cl = Snapshot();
     auto out = FanSame(cl, UpMask(cl), q);

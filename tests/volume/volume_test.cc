@@ -503,6 +503,35 @@ TEST(VolumeClient, BackToBackOpsOnOneNameDoNotWaitForTheLockTimeout) {
   ExpectIdentical(c, 3);
 }
 
+// A stat right after a write shows the ctime the object keeps: the write's post-op (which
+// rewrites the markers xattr, and so moves the brick's ctime) is answered before the stat is
+// sent. Here each post-op lands 200 ms late; without the wait the first stat saw the ctime of
+// before the post-op and the next one a later one (the POSIX suite's times.write, flaky in CI).
+TEST(VolumeClient, AStatAfterAWriteShowsTheCtimeItKeeps) {
+  if (!failpoint::CompiledIn()) GTEST_SKIP() << "needs DRFS_FAILPOINTS";
+  Cluster c(3);
+  auto vc = c.Client();
+  ASSERT_NE(vc, nullptr);
+  auto f = vc->Create(Gfid::Root(), "f", 0644, 0, 0, true);
+  ASSERT_OK(f);
+  vc->Settle();
+  ASSERT_TRUE(failpoint::Set("brick.xattrop.before_clear", "delay(200)"));
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_OK(vc->Write(f->gfid, 0, "x" + std::to_string(i)));
+    ASSERT_OK(vc->Flush(f->gfid));
+    auto first = vc->Getattr(f->gfid);
+    ASSERT_OK(first);
+    auto by_name = vc->Lookup(Gfid::Root(), "f");
+    ASSERT_OK(by_name);
+    vc->Settle();
+    auto later = vc->Getattr(f->gfid);
+    ASSERT_OK(later);
+    EXPECT_EQ(first->ctime_ns, later->ctime_ns) << "write " << i;
+    EXPECT_EQ(by_name->ctime_ns, later->ctime_ns) << "write " << i;
+  }
+  failpoint::ClearAll();
+}
+
 }  // namespace
 }  // namespace drfs::volume
 
