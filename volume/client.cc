@@ -110,6 +110,7 @@ struct VolumeClient::Impl {
     Clock::time_point next_try{};
     std::chrono::milliseconds backoff{100};
     bool connecting = false;
+    Clock::time_point lost_at{};  // when its connection was last lost (a restart, usually)
   };
   std::vector<Slot> slots;
   // Bricks not to read an object from, as of `seq` (when this client last saw every brick's
@@ -130,6 +131,7 @@ struct VolumeClient::Impl {
   std::condition_variable settle_cv;  // unlocking or posts_inflight went down
   bool stopping = false;
   std::condition_variable bg_cv;
+  std::condition_variable connected_cv;  // a brick (re)connected
   std::thread bg;
 
   uint64_t owner_base = 0;
@@ -141,6 +143,7 @@ struct VolumeClient::Impl {
       stopping = true;
     }
     bg_cv.notify_all();
+    connected_cv.notify_all();
     if (bg.joinable()) bg.join();
   }
 
@@ -148,22 +151,43 @@ struct VolumeClient::Impl {
 
   // ---- bricks ----
 
-  std::vector<std::shared_ptr<BrickClient>> Snapshot() {
-    std::lock_guard<std::mutex> l(mu);
-    std::vector<std::shared_ptr<BrickClient>> v(n);
-    bool poke = false;
-    for (size_t i = 0; i < n; ++i) {
-      auto& s = slots[i];
-      if (s.client && s.client->lost()) {
-        s.last_error = "connection lost";
-        s.client.reset();
-        s.next_try = Clock::now();
-        poke = true;
+  // The connected bricks. When fewer are connected than `need` (1, or the write quorum) and a
+  // brick lost its connection less than reconnect_grace ago, waits (up to that grace after the
+  // loss) for bricks to come back: a brick restarting (a rolling restart, a site's bricks
+  // turning read-only or writable on failover) is back within a second, and its clients ride
+  // through instead of failing with EIO or EROFS. A brick down for longer costs no wait.
+  std::vector<std::shared_ptr<BrickClient>> Snapshot(bool need_quorum = false) {
+    std::unique_lock<std::mutex> l(mu);
+    for (;;) {
+      std::vector<std::shared_ptr<BrickClient>> v(n);
+      bool poke = false;
+      const auto now = Clock::now();
+      Clock::time_point wait_until{};
+      for (size_t i = 0; i < n; ++i) {
+        auto& s = slots[i];
+        if (s.client && s.client->lost()) {
+          s.last_error = "connection lost";
+          s.client.reset();
+          s.next_try = now;
+          s.lost_at = now;
+          poke = true;
+        }
+        v[i] = s.client;
+        if (!s.client && s.addr.port != 0 && s.lost_at != Clock::time_point{} &&
+            s.lost_at + opts.reconnect_grace > now) {
+          wait_until = std::max(wait_until, s.lost_at + opts.reconnect_grace);
+          if (s.next_try > now + std::chrono::milliseconds(100)) {
+            s.next_try = now + std::chrono::milliseconds(100);  // retry briefly while we wait
+            poke = true;
+          }
+        }
       }
-      v[i] = s.client;
+      if (poke) bg_cv.notify_all();
+      const Mask up = UpMask(v);
+      const bool enough = need_quorum ? HasQuorum(up) : up != 0;
+      if (enough || wait_until <= now || stopping) return v;
+      connected_cv.wait_until(l, std::min(wait_until, now + std::chrono::milliseconds(100)));
     }
-    if (poke) bg_cv.notify_all();
-    return v;
   }
   static Mask UpMask(const std::vector<std::shared_ptr<BrickClient>>& v) {
     Mask m = 0;
@@ -176,6 +200,7 @@ struct VolumeClient::Impl {
     if (slots[i].client == c && c && c->lost()) {
       slots[i].client.reset();
       slots[i].next_try = Clock::now();
+      slots[i].lost_at = slots[i].next_try;
       bg_cv.notify_all();
     }
     slots[i].last_error = why;
@@ -223,6 +248,7 @@ struct VolumeClient::Impl {
       // Whatever this client believed about the brick's freshness is void now, even at a first
       // connection: a brick that was down when the volume was opened missed what was written.
       connected_seq[i] = ++seq;
+      connected_cv.notify_all();
       DRFS_LOG(Info) << Name() << ": connected to brick " << addr.name << " at " << addr.host
                      << ":" << addr.port;
     } else {
@@ -551,7 +577,7 @@ struct VolumeClient::Impl {
   // `pre_accuse`: bricks the pre-op already accuses (they are down, so they will miss the op).
   Mask Lock(const std::vector<std::shared_ptr<BrickClient>>& cl, Mask want, const Request& lock,
             uint64_t owner, int type, std::string* why = nullptr, int* agreed = nullptr,
-            Mask pre_accuse = 0) {
+            Mask pre_accuse = 0, Mask* read_only = nullptr) {
     Request q = lock;
     q.lock_owner = owner;
     q.flags = 0;
@@ -573,6 +599,7 @@ struct VolumeClient::Impl {
         }
         if (common != 0 && common != e) mixed = true;
         common = e;
+        if (e == EROFS && read_only) *read_only |= 1u << i;
       }
     }
     if (agreed) *agreed = (!mixed && busy == 0 && got == 0) ? common : 0;
@@ -709,7 +736,7 @@ struct VolumeClient::Impl {
   TxnResult Transact(const std::string& what, const Request& lock, int type, bool data_op,
                      const std::function<Request(size_t)>& op, bool same_object = false) {
     if (opts.read_only) return {Errno(EROFS, Name() + " is mounted read-only"), {}};
-    auto cl = Snapshot();
+    auto cl = Snapshot(/*need_quorum=*/true);
     const Mask up = UpMask(cl);
     if (!HasQuorum(up)) {
       return {Errno(EROFS, Name() + ": " + what + " refused: only " + std::to_string(Popcount(up)) +
@@ -725,7 +752,15 @@ struct VolumeClient::Impl {
     const Mask pre = all & ~up;
     std::string why;
     int agreed = 0;
-    Mask locked = Lock(cl, up, lock, owner, type, &why, &agreed, pre);
+    Mask read_only = 0;
+    Mask locked = Lock(cl, up, lock, owner, type, &why, &agreed, pre, &read_only);
+    if (read_only) {
+      // A brick that refuses writes (its volume is a geo-replication secondary, or fenced for a
+      // failover) means the volume takes none: the op is not done on the others either (the
+      // bricks restart one by one when the volume turns read-only).
+      Release(cl, locked, lock, owner, type, pre);
+      return {Errno(EROFS, Name() + ": " + what + ": " + why), {}};
+    }
     if (!HasQuorum(locked)) {
       Release(cl, locked, lock, owner, type, pre);
       if (agreed != 0) return {Errno(StaleIfGone(lock, agreed), Name() + ": " + what + ": " + why), {}};
@@ -916,7 +951,7 @@ struct VolumeClient::Impl {
     }
     // This thread opens it.
     WaitPosts(LockKeys(InodeLock(g)));
-    auto cl = Snapshot();
+    auto cl = Snapshot(/*need_quorum=*/true);
     const Mask up = UpMask(cl);
     Status err;
     Mask locked = 0;
@@ -931,8 +966,13 @@ struct VolumeClient::Impl {
     } else {
       std::string why;
       int agreed = 0;
-      locked = Lock(cl, up, InodeLock(g), owner, brick_proto::kMarkData, &why, &agreed, pre);
-      if ((!HasQuorum(locked) || !(locked & ~ArbiterMask())) && agreed != 0) {
+      Mask read_only = 0;
+      locked = Lock(cl, up, InodeLock(g), owner, brick_proto::kMarkData, &why, &agreed, pre, &read_only);
+      if (read_only) {
+        Release(cl, locked, InodeLock(g), owner, brick_proto::kMarkData, pre);
+        locked = 0;
+        err = Errno(EROFS, Name() + ": write to " + g.ToString() + ": " + why);
+      } else if ((!HasQuorum(locked) || !(locked & ~ArbiterMask())) && agreed != 0) {
         Release(cl, locked, InodeLock(g), owner, brick_proto::kMarkData, pre);
         locked = 0;
         err = Errno(StaleIfGone(InodeLock(g), agreed), Name() + ": write to " + g.ToString() + ": " + why);

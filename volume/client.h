@@ -63,6 +63,9 @@ struct VolumeClientOptions {
   // Given to every brick connection's hello: the applier (and self-heal) of a secondary's
   // volume, whose bricks are read-only to everyone without it (brick/server.h).
   std::string applier_secret;
+  // How long after losing a brick's connection an op that finds too few bricks connected (none,
+  // or fewer than the write quorum) waits for them to come back before failing (see Snapshot).
+  std::chrono::milliseconds reconnect_grace{5000};
   std::chrono::milliseconds eager_lock_idle{20};
   std::chrono::milliseconds eager_lock_max{1000};
 };
