@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <iomanip>
 #include <iostream>
 #include <map>
 #include <thread>
@@ -50,6 +51,15 @@ constexpr char kGeorepUsage[] =
     "      symlink targets, xattrs) and print every difference. Exit 0 when identical.\n"
     "      mtimes may differ by --mtime-tolerance-ms (default 1000): the primary's own replicas\n"
     "      stamp writes and entry ops each with its own clock reading.\n"
+    "  failover SESSION [--force]\n"
+    "      Make the secondary site the primary. Planned (both sites up): checkpoint, fence the\n"
+    "      primary (read-only, its mounts get EROFS), drain its last writes, raise the epoch,\n"
+    "      promote the secondary, make the old primary its secondary. No acknowledged write is\n"
+    "      lost. --force (the primary is lost): promote at once at the last position applied;\n"
+    "      the old primary fences itself when it comes back. Prints each step and its time;\n"
+    "      run it again after an interruption and it finishes the job (--timeout S, default 600).\n"
+    "  failback SESSION\n"
+    "      Make the site the session was created on the primary again, the same way.\n"
     "  broker-fault SESSION down|up|produce-errors N\n"
     "      Drill an outage of the embedded broker: it stops answering, answers again, or refuses\n"
     "      the next N produce requests. Nothing is lost; drfs resends (embedded broker only).\n"
@@ -57,7 +67,7 @@ constexpr char kGeorepUsage[] =
     "Common options: --daemon HOST:PORT (the primary's drfsd; default $DRFS_DAEMON or\n"
     "127.0.0.1:24100), --tls-cert F --tls-key F --tls-ca F, --json, --timeout S.\n";
 
-const OptionSpec kGeorepSpec{{"json"},
+const OptionSpec kGeorepSpec{{"json", "force"},
                              {"daemon", "tls-cert", "tls-key", "tls-ca", "timeout", "name",
                               "kafka", "kafka-prop", "option", "mtime-tolerance-ms"}};
 
@@ -145,6 +155,16 @@ void PrintGeorepStatus(const Value& r, bool detail) {
               << s.GetString("primary_volume") << " -> " << s.GetString("secondary")
               << "  state " << s.GetString("state") << ", epoch " << s.GetInt("epoch")
               << ", kafka " << s.GetString("kafka") << "\n";
+    // Roles: this site's, whether it is fenced, and a failover or failback under way.
+    std::cout << "  This site: " << s.GetString("role") << (s.GetBool("fenced") ? " (FENCED: read-only)" : "")
+              << (s.GetBool("home") ? ", where the session was created" : ", failover target")
+              << (s.GetInt("promoted_ns") ? ", promoted " + When(s.GetInt("promoted_ns")) : "") << "\n";
+    if (!s.GetString("switch_step").empty()) {
+      std::cout << "  " << s.GetString("switch_kind") << " to epoch " << s.GetInt("switch_epoch")
+                << " in progress since " << When(s.GetInt("switch_started_ns")) << ", at step "
+                << s.GetString("switch_step") << " (run 'drfs georep " << s.GetString("switch_kind")
+                << " " << s.GetString("name") << "' to go on)\n";
+    }
     Table t({"PRIMARY NODE", "PRIMARY VOL", "PRIMARY BRICK", "SECONDARY", "STATUS", "CRAWL STATUS",
              "LAST_SYNCED", "ENTRY", "DATA", "META", "FAILURES", "CHECKPOINT TIME",
              "CHECKPOINT COMPLETED", "CHECKPOINT COMPLETION TIME", "LAG", "LAG LSN", "RATE",
@@ -486,6 +506,86 @@ int CheckpointWait(const Args& a, const std::string& name) {
   }
 }
 
+// failover/failback: one step per request to the site being promoted, until done. Every step
+// is recorded there first, so after an interruption running the command again finishes it.
+int Switch(const Args& a, const std::string& kind, const std::string& name) {
+  uint64_t timeout_s = 600;
+  if (Status s = GetUintOption(a, "timeout", &timeout_s); !s.ok()) return UsageError(s.message(), kGeorepUsage);
+  Args conn = a;
+  conn.values.erase("timeout");
+  const bool force = a.Has("force");
+  const bool json = a.Has("json");
+  const auto start = std::chrono::steady_clock::now();
+  const auto deadline = start + std::chrono::seconds(timeout_s);
+  auto since = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  };
+  auto step_start = start;
+  std::string last_wait;
+  Value steps = Value::EmptyList();
+  int transient = 0;
+  for (;;) {
+    Value args;
+    args["name"] = name;
+    args["kind"] = kind;
+    args["force"] = force;
+    auto r = Call(conn, MgmtOp::kGeorepSwitch, args);
+    if (!r.ok()) {
+      // A drfsd restarting mid-way (killed, or its bricks restarting) is retried; anything
+      // else stops here, and the switch resumes when the command is run again.
+      if (r.status().code() == Code::kUnavailable && ++transient < 50 && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        continue;
+      }
+      std::cerr << "drfs: " << kind << " of session " << name << " stopped after " << std::fixed
+                << std::setprecision(1) << since() << " s: " << r.status().message()
+                << "\nWhat was done is recorded; run 'drfs georep " << kind << " " << name
+                << (force ? " --force" : "") << "' again to go on.\n";
+      return kExitError;
+    }
+    transient = 0;
+    const std::string step = r->GetString("step");
+    const std::string msg = r->GetString("message");
+    if (r->GetBool("waiting")) {
+      if (msg != last_wait && !json) std::cout << "  ... " << msg << "\n" << std::flush;
+      last_wait = msg;
+      if (std::chrono::steady_clock::now() > deadline) {
+        std::cerr << "drfs: " << kind << " of session " << name << " still at step '" << step << "' after "
+                  << timeout_s << " s (" << msg << ")\nrun the command again to go on waiting\n";
+        return kExitError;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      continue;
+    }
+    last_wait.clear();
+    const auto now = std::chrono::steady_clock::now();
+    const double took = std::chrono::duration<double>(now - step_start).count();
+    step_start = now;
+    Value e;
+    e["step"] = step;
+    e["message"] = msg;
+    e["ms"] = static_cast<int64_t>(took * 1000);
+    steps.Push(e);
+    if (!json) {
+      std::cout << "[" << std::fixed << std::setprecision(2) << std::setw(6) << since() << " s] "
+                << std::left << std::setw(12) << step << std::right << " " << msg << " ("
+                << std::setprecision(2) << took << " s)\n" << std::flush;
+    }
+    if (r->GetBool("done")) {
+      if (json) {
+        Value out;
+        out["steps"] = steps;
+        out["ms"] = static_cast<int64_t>(since() * 1000);
+        out["message"] = msg;
+        std::cout << out.ToJson() << "\n";
+      } else {
+        std::cout << kind << " of session " << name << " took " << std::setprecision(2) << since() << " s\n";
+      }
+      return kExitOk;
+    }
+  }
+}
+
 int GeorepMain(int argc, char** argv, int first) {
   if (auto h = HandleHelp(argc, argv, first, kGeorepUsage)) return *h;
   auto parsed = ParseArgs(argc, argv, first + 1, kGeorepSpec);
@@ -493,9 +593,13 @@ int GeorepMain(int argc, char** argv, int first) {
   Args a = std::move(*parsed);
   const std::string cmd = argv[first];
   const auto& pos = a.positional;
-  const bool checkpoint_wait = cmd == "checkpoint" && pos.size() >= 2 && pos[1] == "wait";
+  const bool checkpoint_wait = (cmd == "checkpoint" && pos.size() >= 2 && pos[1] == "wait") ||
+                               cmd == "failover" || cmd == "failback";
   if (!checkpoint_wait) {
     if (auto e = CheckClientOptions(a, kGeorepUsage)) return *e;
+  }
+  if (a.Has("force") && cmd != "failover" && cmd != "failback") {
+    return UsageError("--force is for failover only (start/stop/pause/resume/delete take 'force')", kGeorepUsage);
   }
   Value args;
   if (cmd == "create") {
@@ -574,6 +678,13 @@ int GeorepMain(int argc, char** argv, int first) {
     args["name"] = pos[0];
     args["time_ns"] = *t;
     return Output(a, Call(a, MgmtOp::kGeorepCheckpoint, args), PrintMessage);
+  }
+  if (cmd == "failover" || cmd == "failback") {
+    if (pos.size() != 1) return UsageError(cmd + " takes SESSION", kGeorepUsage);
+    if (cmd == "failback" && a.Has("force")) {
+      return UsageError("failback takes no --force: it needs both sites (use failover --force when the primary is lost)", kGeorepUsage);
+    }
+    return Switch(a, cmd, pos[0]);
   }
   if (cmd == "broker-fault") {
     if (pos.size() < 2 || pos.size() > 3 || (pos[1] == "produce-errors") != (pos.size() == 3)) {

@@ -594,11 +594,13 @@ Status DecodeAck(std::string_view value, Ack* out) {
   return Status::Ok();
 }
 
-std::string BatchTopic(std::string_view session) {
-  return "drfs." + std::string(session);
+std::string BatchTopic(std::string_view session, uint64_t epoch) {
+  std::string t = "drfs." + std::string(session);
+  if (epoch > 1) t += ".e" + std::to_string(epoch);
+  return t;
 }
-std::string AckTopic(std::string_view session) {
-  return "drfs." + std::string(session) + ".acks";
+std::string AckTopic(std::string_view session, uint64_t epoch) {
+  return BatchTopic(session, epoch) + ".acks";
 }
 std::string PartitionKey(uint32_t replica_set) {
   return "rs" + std::to_string(replica_set);

@@ -3,7 +3,7 @@
 // can read a session's topic. This codec is the only code that parses these bytes; it lives in georep/, the library the
 // syncer (syncer/) and the applier (secondary/) share, with the Kafka client (georep/kafka.h).
 //
-// Topics. A session SESSION uses two topics:
+// Topics. A session SESSION uses two topics per epoch (BatchTopic, AckTopic below):
 //   drfs.SESSION        - batches (Batch), one partition per replica set, key "rs<N>".
 //   drfs.SESSION.acks   - acknowledgements from the applier (Ack), same partitioning.
 //
@@ -153,9 +153,12 @@ struct Ack {
 std::string EncodeAck(const Ack& a);
 Status DecodeAck(std::string_view value, Ack* out);
 
-// "drfs.SESSION" and "drfs.SESSION.acks"; the Kafka key of replica set N: "rs<N>".
-std::string BatchTopic(std::string_view session);
-std::string AckTopic(std::string_view session);
+// "drfs.SESSION" and "drfs.SESSION.acks" in epoch 1; from epoch 2 on (after a failover)
+// "drfs.SESSION.eEPOCH" and "drfs.SESSION.eEPOCH.acks": every epoch streams from another site's
+// journals, on topics of its own, so nothing of an older epoch (batches, acks, offsets) is ever
+// taken for the new one's. The Kafka key of replica set N: "rs<N>".
+std::string BatchTopic(std::string_view session, uint64_t epoch = 1);
+std::string AckTopic(std::string_view session, uint64_t epoch = 1);
 std::string PartitionKey(uint32_t replica_set);
 
 }  // namespace drfs::georep

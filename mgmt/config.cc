@@ -170,6 +170,17 @@ Value SessionToValue(const SessionConf& se) {
   e["checkpoint_ns"] = se.checkpoint_ns;
   Value& os = e["options"] = Value::EmptyMap();
   for (const auto& [k, val] : se.options) os[k] = val;
+  e["fenced"] = se.fenced;
+  e["switch_kind"] = se.switch_kind;
+  e["switch_step"] = se.switch_step;
+  e["switch_started_ns"] = se.switch_started_ns;
+  e["switch_epoch"] = static_cast<int64_t>(se.switch_epoch);
+  Value& sl = e["start_lsns"] = Value::EmptyMap();
+  for (const auto& [k, val] : se.start_lsns) sl[k] = val;
+  Value& dv = e["divergence"] = Value::EmptyMap();
+  for (const auto& [k, val] : se.divergence) dv[k] = val;
+  e["promoted_ns"] = se.promoted_ns;
+  e["home"] = se.home;
   return e;
 }
 
@@ -197,6 +208,24 @@ Result<SessionConf> SessionFromValue(const Value& e) {
   se.checkpoint_ns = e.GetInt("checkpoint_ns");
   if (const Value* os = e.Find("options")) {
     for (const auto& [k, val] : os->AsMap()) se.options[k] = val.AsString();
+  }
+  // Absent in configurations written before failover existed: none of it happened then.
+  se.fenced = e.GetBool("fenced");
+  se.switch_kind = e.GetString("switch_kind");
+  se.switch_step = e.GetString("switch_step");
+  se.switch_started_ns = e.GetInt("switch_started_ns");
+  se.switch_epoch = static_cast<uint64_t>(e.GetInt("switch_epoch"));
+  if (const Value* sl = e.Find("start_lsns")) {
+    for (const auto& [k, val] : sl->AsMap()) se.start_lsns[k] = val.AsInt();
+  }
+  if (const Value* dv = e.Find("divergence")) {
+    for (const auto& [k, val] : dv->AsMap()) se.divergence[k] = val.AsString();
+  }
+  se.promoted_ns = e.GetInt("promoted_ns");
+  // Written before failover existed: the site that holds it as primary is where it was made.
+  se.home = e.Find("home") ? e.GetBool("home") : se.role == kRolePrimary;
+  if (se.epoch < 1) {
+    return InvalidArgument("geo-replication session '" + se.name + "' has epoch 0; epochs start at 1");
   }
   if (!IsValidVolumeName(se.name) || (se.role != kRolePrimary && se.role != kRoleSecondary) ||
       se.volume.empty() || se.peer_host.empty() || port <= 0 || port > 65535 || se.replica_sets < 1) {

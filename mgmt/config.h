@@ -84,6 +84,26 @@ struct SessionConf {
   int64_t created_ns = 0;
   int64_t checkpoint_ns = 0;   // 0: none set
   std::map<std::string, std::string> options;  // validated georep options (mgmt/georep.h)
+  // Failover (mgmt/georep.h, "Failover"). A primary that is `fenced` keeps its role and its
+  // syncers (they drain what is left) but its bricks run read-only, as a secondary's do.
+  bool fenced = false;
+  // A switch of roles under way on this site, recorded before each of its steps so that running
+  // the command again resumes it: the kind ("failover", "failover --force", "failback"), the
+  // step it is at, when it began, and the epoch it brings the session to. Empty when none is.
+  std::string switch_kind;
+  std::string switch_step;
+  int64_t switch_started_ns = 0;
+  uint64_t switch_epoch = 0;
+  // A promoted site: per brick id, the journal LSN its syncers start after (what it had when it
+  // was promoted: the old primary has all of that already).
+  std::map<std::string, int64_t> start_lsns;
+  // Per replica set ("rsN"), where this site stood in the old primary's stream when it was last
+  // promoted: "EPOCH/LSN/SOURCE_BRICK/TS_NS" (the divergence point of a forced failover).
+  std::map<std::string, std::string> divergence;
+  int64_t promoted_ns = 0;  // when this site last became the primary (0: it was created so)
+  // Whether the session was created on this site (as its primary): failback makes this site
+  // the primary again, failover the other one.
+  bool home = false;
   bool operator==(const SessionConf&) const = default;
 };
 

@@ -20,6 +20,7 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -202,6 +203,10 @@ class Daemon::Impl {
   static std::string VolumeOf(const ClusterConfig& c, const std::string& key);
   // Whether running brick `key` was started read-only or writable and `c` wants the other.
   bool ReadOnlyFlipDue(const ClusterConfig& c, const std::string& key, const ProcStatus& st);
+  // This node's running bricks of `volume`, and whether each runs writable (no --read-only).
+  std::vector<std::pair<std::string, bool>> BrickModes(const std::string& volume);
+  // After restarting brick `key`: waits (up to 5 s) until it takes connections, then a little.
+  void WaitBrickServing(const ClusterConfig& c, const std::string& key);
   std::string BrickLog(const BrickConf& b) const;
   // "127.0.0.1:/srv/b1 of pvol" for logs; the id itself when the brick is no longer configured.
   std::string Label(const std::string& key) {
@@ -324,6 +329,7 @@ Status Daemon::Impl::Init() {
     return LayoutFromValue(v);
   };
   gh.self_name = [this] { return SelfName(); };
+  gh.brick_modes = [this](const std::string& vol) { return BrickModes(vol); };
   // Made before serving: request threads and commits read georep_ without a lock.
   georep_ = std::make_unique<Georep>(std::move(gh));
   DRFS_RETURN_IF_ERROR(server_.Start(
@@ -447,6 +453,9 @@ Result<Value> Daemon::Impl::Dispatch(MgmtOp op, const Value& args) {
     case MgmtOp::kGeorepCheckpoint:
     case MgmtOp::kGeorepBroker:
     case MgmtOp::kGeorepBrokerFault:
+    case MgmtOp::kGeorepSwitch:
+    case MgmtOp::kGeorepPeerSwitch:
+    case MgmtOp::kGeorepLocalSwitch:
       if (!georep_) return Unavailable("drfsd is starting; retry");
       return georep_->Handle(op, args);
   }
@@ -1494,7 +1503,7 @@ void Daemon::Impl::ReconcileShd(const ClusterConfig& c) {
       continue;
     }
     ShdWant w{std::chrono::milliseconds(every.ok() ? *every : 2000), ""};
-    if (IsSecondaryVolume(c, name)) {
+    if (IsReadOnlyVolume(c, name)) {
       auto secret = EnsureApplierSecret(c, opt_.state_dir, name);
       if (!secret.ok()) {
         DRFS_LOG(Error) << "self-heal of secondary volume " << name
@@ -1822,14 +1831,16 @@ void Daemon::Impl::Reconcile(const ClusterConfig& c, std::set<std::string>* star
   if (!start) return;
   ReconcileShd(c);
   for (const auto& key : desired) {
+    bool flipped = false;
     if (auto st = supervisor_->Get(key)) {
       if (!ReadOnlyFlipDue(c, key, *st)) continue;
+      flipped = true;
       // The flags are fixed for a process's life: a volume that became, or stopped being, a
       // geo-replication secondary needs its bricks restarted (writes to this brick fail for
       // the second or so it is down; the port is kept, so clients reconnect by themselves).
       DRFS_LOG(Info) << "restarting brick " << Label(key) << " to make it "
-                     << (IsSecondaryVolume(c, VolumeOf(c, key)) ? "read-only (its volume is now a "
-                                                                  "geo-replication secondary)"
+                     << (IsReadOnlyVolume(c, VolumeOf(c, key)) ? "read-only (its volume is now a "
+                                                                  "geo-replication secondary, or fenced)"
                                                                 : "writable (its volume is no "
                                                                   "longer a geo-replication "
                                                                   "secondary)");
@@ -1878,7 +1889,41 @@ void Daemon::Impl::Reconcile(const ClusterConfig& c, std::set<std::string>* star
     // drfsd killed right after this still finds the brick to adopt.
     if (auto st = supervisor_->Get(key)) OnProcessStatus(key, *st);
     if (started) started->insert(key);
+    // A rolling restart: the next brick goes down only once this one takes connections again
+    // and its clients had a moment to reconnect, so the replica set keeps its write quorum
+    // (a fence or a promotion restarts every brick of a volume).
+    if (flipped) WaitBrickServing(c, key);
   }
+}
+
+void Daemon::Impl::WaitBrickServing(const ClusterConfig& c, const std::string& key) {
+  const BrickConf* b = FindBrick(c, key, nullptr, nullptr);
+  if (!b) return;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (std::chrono::steady_clock::now() < deadline) {
+    int port = 0;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      auto it = records_.find(key);
+      if (it != records_.end()) port = it->second.port;
+    }
+    if (port > 0) {
+      auto conn = brick::BrickClient::Connect(b->host, static_cast<uint16_t>(port), opt_.tls, [] {
+        ClientOptions co;
+        co.reconnect = false;
+        co.connect_timeout = std::chrono::milliseconds(500);
+        co.request_timeout = std::chrono::milliseconds(1000);
+        return co;
+      }());
+      if (conn.ok()) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(400));  // clients reconnect
+        return;
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  DRFS_LOG(Warn) << "brick " << Label(key) << " does not take connections 5 s after its restart; "
+                 << "restarting the next one anyway";
 }
 
 std::string Daemon::Impl::VolumeOf(const ClusterConfig& c, const std::string& key) {
@@ -1886,22 +1931,45 @@ std::string Daemon::Impl::VolumeOf(const ClusterConfig& c, const std::string& ke
   return FindBrick(c, key, &v, nullptr) ? v->name : "";
 }
 
+namespace {
+// Whether brick process `pid` runs with --read-only; none when it is gone. Asks the process
+// itself rather than remember what we started it with: a brick adopted from an earlier drfsd
+// run carries whatever flags that run gave it. (/proc files report size 0: read as a stream.)
+std::optional<bool> RunsReadOnly(int64_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/cmdline", std::ios::binary);
+  if (!in) return std::nullopt;
+  bool ro = false;
+  for (std::string arg; std::getline(in, arg, '\0');) {
+    if (arg == "--read-only") ro = true;
+  }
+  return ro;
+}
+}  // namespace
+
 bool Daemon::Impl::ReadOnlyFlipDue(const ClusterConfig& c, const std::string& key,
                                    const ProcStatus& st) {
   // A brick waiting to restart or failed gets a fresh spec when it starts again.
   if (st.state != ProcState::kRunning || st.pid <= 0) return false;
   const std::string vol = VolumeOf(c, key);
   if (vol.empty()) return false;
-  // Ask the process itself rather than remember what we started it with: a brick adopted
-  // from an earlier drfsd run carries whatever flags that run gave it. (/proc files report size
-  // 0, so read them as a stream.)
-  std::ifstream in("/proc/" + std::to_string(st.pid) + "/cmdline", std::ios::binary);
-  if (!in) return false;  // gone: the supervisor restarts it with a fresh spec
-  bool running_ro = false;
-  for (std::string arg; std::getline(in, arg, '\0');) {
-    if (arg == "--read-only") running_ro = true;
+  auto ro = RunsReadOnly(st.pid);
+  if (!ro) return false;  // gone: the supervisor restarts it with a fresh spec
+  return *ro != IsReadOnlyVolume(c, vol);
+}
+
+std::vector<std::pair<std::string, bool>> Daemon::Impl::BrickModes(const std::string& volume) {
+  const ClusterConfig c = Config();
+  std::vector<std::pair<std::string, bool>> out;
+  auto vit = c.volumes.find(volume);
+  if (vit == c.volumes.end()) return out;
+  for (const auto& b : vit->second.bricks) {
+    if (b.node_uuid != uuid()) continue;
+    auto st = supervisor_->Get(b.brick_id);
+    if (!st || st->state != ProcState::kRunning || st->pid <= 0) continue;
+    auto ro = RunsReadOnly(st->pid);
+    if (ro) out.emplace_back(b.Name(), !*ro);
   }
-  return running_ro != IsSecondaryVolume(c, vol);
+  return out;
 }
 
 std::string Daemon::Impl::BrickLog(const BrickConf& b) const {
@@ -1972,7 +2040,7 @@ Result<ProcessSpec> Daemon::Impl::MakeSpec(const std::string& key) {
                "--keep-unclaimed", std::to_string(keep_bytes),
                "--threads", opt("brick.threads")};
   if (IsArbiter(v, index)) spec.argv.push_back("--arbiter");
-  if (IsSecondaryVolume(c, v.name)) {
+  if (IsReadOnlyVolume(c, v.name)) {
     // Guarantee 5: a secondary's volume changes only through its applier (and self-heal),
     // which present the secret in this file. Reconcile restarts the brick when this flips.
     DRFS_RETURN_IF_ERROR(EnsureApplierSecret(c, opt_.state_dir, v.name).status().WithContext(

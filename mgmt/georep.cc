@@ -53,10 +53,14 @@ bool IsArbiterIndex(const VolumeConf& v, size_t i) {
 
 }  // namespace
 
-bool IsSecondaryVolume(const ClusterConfig& c, const std::string& volume) {
+bool IsReadOnlyVolume(const ClusterConfig& c, const std::string& volume) {
   return std::any_of(c.sessions.begin(), c.sessions.end(), [&](const auto& kv) {
-    return kv.second.role == kRoleSecondary && kv.second.volume == volume;
+    return (kv.second.role == kRoleSecondary || kv.second.fenced) && kv.second.volume == volume;
   });
+}
+
+std::string ApplierDbPath(const std::string& state_dir, const std::string& session, uint64_t epoch) {
+  return state_dir + "/georep/" + session + (epoch > 1 ? ".e" + std::to_string(epoch) : "") + ".db";
 }
 
 std::string ApplierSecretPath(const std::string& state_dir, const std::string& volume) {
@@ -80,7 +84,7 @@ Result<std::string> EnsureApplierSecret(const ClusterConfig& c, const std::strin
   const std::string path = ApplierSecretPath(state_dir, volume);
   std::string want;
   for (const auto& [n, s] : c.sessions) {
-    if (s.role == kRoleSecondary && s.volume == volume && !s.applier_secret.empty()) {
+    if ((s.role == kRoleSecondary || s.fenced) && s.volume == volume && !s.applier_secret.empty()) {
       want = s.applier_secret;
     }
   }
@@ -168,11 +172,19 @@ struct Georep::ApplierSlot {
   std::string error;  // why it could not start
 };
 
-Georep::Georep(GeorepHost host) : host_(std::move(host)) {}
+Georep::Georep(GeorepHost host) : host_(std::move(host)) {
+  watcher_ = std::thread([this] { WatchPeers(); });
+}
 
 Georep::~Georep() { Stop(); }
 
 void Georep::Stop() {
+  {
+    std::lock_guard<std::mutex> l(watch_mu_);
+    watch_stop_ = true;
+  }
+  watch_cv_.notify_all();
+  if (watcher_.joinable()) watcher_.join();
   std::map<std::string, std::unique_ptr<SyncerSlot>> syncers;
   std::map<std::string, std::unique_ptr<ApplierSlot>> appliers;
   std::unique_ptr<kafka::EmbeddedBroker> broker;
@@ -223,6 +235,9 @@ Result<Value> Georep::Handle(MgmtOp op, const Value& args) {
     case MgmtOp::kGeorepCheckpoint: return Checkpoint(args);
     case MgmtOp::kGeorepBroker: return Broker(args);
     case MgmtOp::kGeorepBrokerFault: return BrokerFault(args);
+    case MgmtOp::kGeorepSwitch: return Switch(args);
+    case MgmtOp::kGeorepPeerSwitch: return PeerSwitch(args);
+    case MgmtOp::kGeorepLocalSwitch: return LocalSwitch(args);
     default: break;
   }
   return InvalidArgument("not a georep op");
@@ -263,6 +278,7 @@ Result<Value> Georep::Create(const Value& args) {
   SessionConf s;
   s.name = name;
   s.role = kRolePrimary;
+  s.home = true;
   s.volume = pvol;
   s.peer_host = shost;
   s.peer_port = static_cast<uint16_t>(sport);
@@ -462,8 +478,10 @@ Result<Value> Georep::PeerControl(const Value& args) {
   if (drop_db) {
     // A session made again under this name must not resume from this one's positions.
     Reconcile(host_.config());  // stops the applier first
-    const std::string db = host_.state_dir + "/georep/" + name + ".db";
-    for (const char* suffix : {"", "-wal", "-shm", ".broker"}) (void)::unlink((db + suffix).c_str());
+    for (uint64_t e = 1; e <= sp->epoch; ++e) {
+      const std::string db = ApplierDbPath(host_.state_dir, name, e);
+      for (const char* suffix : {"", "-wal", "-shm", ".broker"}) (void)::unlink((db + suffix).c_str());
+    }
   }
   return Value::EmptyMap();
 }
@@ -648,7 +666,7 @@ void Georep::Reconcile(const ClusterConfig& requested) {
     if (s.role == kRolePrimary) {
       // Both topics, once: on the embedded broker directly, on a real cluster by admin request.
       const bool embedded = s.kafka.empty();
-      for (const std::string& t : {georep::BatchTopic(s.name), georep::AckTopic(s.name)}) {
+      for (const std::string& t : {georep::BatchTopic(s.name, s.epoch), georep::AckTopic(s.name, s.epoch)}) {
         if ((embedded && !broker_) || topics_[t] >= s.replica_sets) continue;
         Status st;
         if (embedded) {
@@ -726,12 +744,20 @@ void Georep::Reconcile(const ClusterConfig& requested) {
           continue;
         }
         // Keep the journal until this session is done with it, from the first start on.
+        // A promoted site's syncers start after what the brick had journaled when it was
+        // promoted (start_lsns): the old primary, which became the secondary, has all of that.
         changelog::CursorStore cs(o.changelog_dir);
-        if (!cs.Get(syncer::CursorName(s.name)).ok()) {
-          Status st = cs.Register(syncer::CursorName(s.name), 0);
-          if (!st.ok() && st.code() != Code::kAlreadyExists) {
-            DRFS_LOG(Warn) << "georep " << s.name << ": cursor on " << b.Name() << ": " << st.ToString();
-          }
+        auto sl = s.start_lsns.find(b.brick_id);
+        const uint64_t start = sl == s.start_lsns.end() ? 0 : static_cast<uint64_t>(sl->second);
+        auto cur = cs.Get(syncer::CursorName(s.name));
+        Status st;
+        if (!cur.ok()) {
+          st = cs.Register(syncer::CursorName(s.name), start);
+        } else if (cur->lsn < start) {
+          st = cs.Advance(syncer::CursorName(s.name), start);
+        }
+        if (!st.ok() && st.code() != Code::kAlreadyExists) {
+          DRFS_LOG(Warn) << "georep " << s.name << ": cursor on " << b.Name() << ": " << st.ToString();
         }
         if (slot) slot->syncer.reset();  // options changed: restart it
         auto sy = syncer::Syncer::Start(o);
@@ -754,13 +780,14 @@ void Georep::Reconcile(const ClusterConfig& requested) {
       }
     } else if (s.applier_node == host_.node_uuid) {
       want_appliers.insert(s.name);
-      const std::string fp = *boot + "|" + std::to_string(s.replica_sets);
+      const std::string fp = *boot + "|" + std::to_string(s.replica_sets) + "|" + std::to_string(s.epoch);
       auto& slot = appliers_[s.name];
       if (slot && slot->fingerprint == fp && slot->applier) continue;
       if (slot) slot->applier.reset();
       secondary::ApplierOptions ao;
       ao.session = s.name;
-      ao.db_path = host_.state_dir + "/georep/" + s.name + ".db";
+      ao.epoch = s.epoch;
+      ao.db_path = ApplierDbPath(host_.state_dir, s.name, s.epoch);
       ao.kafka = props;
       ao.replica_sets = s.replica_sets;
       const std::string vol = s.volume;
@@ -934,6 +961,26 @@ Result<Value> Georep::ApplierStatus(const Value& args) {
   if (it == appliers_.end() || !it->second || !it->second->applier) {
     r["state"] = Running(*sp) ? "Faulty" : "Stopped";
     r["reason"] = it != appliers_.end() && it->second ? it->second->error : "";
+    // Not running: where it stopped, from its database (a failover records it).
+    Value& ps = r["positions"] = Value::EmptyList();
+    const std::string db = ApplierDbPath(host_.state_dir, name, sp->epoch);
+    if (::access(db.c_str(), F_OK) == 0) {
+      auto ba = secondary::BatchApplier::Open(db, name, 1);
+      auto pos = ba.ok() ? (*ba)->Positions() : Result<std::vector<secondary::Position>>(ba.status());
+      if (!pos.ok()) {
+        r["reason"] = "cannot read the applied positions in " + db + ": " + pos.status().message();
+      } else {
+        for (const auto& p : *pos) {
+          Value e;
+          e["replica_set"] = static_cast<int64_t>(p.replica_set);
+          e["epoch"] = static_cast<int64_t>(p.epoch);
+          e["source_brick"] = p.source_brick;
+          e["lsn"] = static_cast<int64_t>(p.lsn);
+          e["ts_ns"] = static_cast<int64_t>(p.ts_ns);
+          ps.Push(std::move(e));
+        }
+      }
+    }
     return r;
   }
   secondary::ApplierInfo in = it->second->applier->Info();
@@ -991,6 +1038,15 @@ Result<Value> Georep::StatusOp(const Value& args) {
     e["epoch"] = static_cast<int64_t>(s.epoch);
     e["kafka"] = s.kafka.empty() ? "embedded" : s.kafka;
     e["checkpoint_ns"] = s.checkpoint_ns;
+    e["fenced"] = s.fenced;
+    e["home"] = s.home;
+    e["promoted_ns"] = s.promoted_ns;
+    e["switch_kind"] = s.switch_kind;
+    e["switch_step"] = s.switch_step;
+    e["switch_epoch"] = static_cast<int64_t>(s.switch_epoch);
+    e["switch_started_ns"] = s.switch_started_ns;
+    Value& dv = e["divergence"] = Value::EmptyMap();
+    for (const auto& [k, v] : s.divergence) dv[k] = v;
     if (s.role == kRolePrimary) {
       e["primary_volume"] = s.volume;
       e["secondary"] = s.peer_host + "::" + s.peer_volume;

@@ -18,11 +18,14 @@
 // configuration change and at every heartbeat (which also follows bricks that moved ports).
 #pragma once
 
+#include <condition_variable>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "common/rpc.h"
@@ -57,6 +60,9 @@ struct GeorepHost {
   std::function<Result<Value>(const std::string& node, MgmtOp op, const Value& args)> call_node;
   // The volume's layout with current brick ports (volume must be started).
   std::function<Result<volume::Layout>(const std::string& volume)> layout;
+  // This node's running bricks of `volume`, and whether each runs writable: a fence waits for
+  // none to be, a promotion for all.
+  std::function<std::vector<std::pair<std::string, bool>>(const std::string& volume)> brick_modes;
 };
 
 // Georep options (`drfs georep config`): name, default, and what is allowed.
@@ -70,9 +76,12 @@ const std::vector<GeorepOptionDef>& GeorepOptions();
 // The canonical value of `value` for option `key`; InvalidArgument naming what is allowed.
 Result<std::string> NormalizeGeorepOption(const std::string& key, const std::string& value);
 
-// Whether this pool is the secondary of a session on `volume` (any session state): its bricks
-// then run read-only, writable only by the applier and self-heal (guarantee 5).
-bool IsSecondaryVolume(const ClusterConfig& c, const std::string& volume);
+// Whether `volume` is the secondary of a session (any session state) or a fenced primary: its
+// bricks then run read-only, writable only by the applier and self-heal (guarantee 5).
+bool IsReadOnlyVolume(const ClusterConfig& c, const std::string& volume);
+// The applier's positions database of `session` in `epoch` (each epoch reads its own topics,
+// georep::BatchTopic, so its Kafka offsets are its own): STATE_DIR/georep/SESSION[.eEPOCH].db.
+std::string ApplierDbPath(const std::string& state_dir, const std::string& session, uint64_t epoch);
 // STATE_DIR/georep/VOLUME.secret: the secret the read-only bricks of `volume` on this node
 // accept from the applier and self-heal (brick/server.h), given to them as
 // --applier-secret-file.
@@ -114,11 +123,31 @@ class Georep {
   Result<Value> Broker(const Value& args);
   Result<Value> BrokerFault(const Value& args);
 
+  // Failover and failback (mgmt/georep_switch.cc).
+  Result<Value> Switch(const Value& args);
+  Result<Value> PeerSwitch(const Value& args);
+  Result<Value> PeerSwitchLocked(const Value& args);  // switch_mu_ held
+  Result<Value> LocalSwitch(const Value& args);
+  Result<Value> SwitchStep(const SessionConf& s, const std::string& kind, bool force);
+  // Every node of this site with bricks of `s`'s volume: `op` on each, the answers in order.
+  Result<std::vector<Value>> OnVolumeNodes(const ClusterConfig& c, const SessionConf& s,
+                                           const Value& args);
+  // Whether every Active syncer of primary session `s` completed its checkpoint (and a line
+  // saying how far they are).
+  std::pair<bool, std::string> CheckpointDone(const ClusterConfig& c, const SessionConf& s);
+  // A primary that finds the other site promoted past its epoch fences itself (a thread).
+  void WatchPeers();
+
   Result<Value> CallPeerSite(const SessionConf& s, MgmtOp op, const Value& args);
   Result<std::string> Bootstrap(const SessionConf& s);
   Result<const SessionConf*> FindSession(const ClusterConfig& c, const std::string& name) const;
 
   GeorepHost host_;
+  std::mutex switch_mu_;     // one failover/failback step at a time
+  std::mutex watch_mu_;
+  std::condition_variable watch_cv_;
+  bool watch_stop_ = false;
+  std::thread watcher_;
   std::mutex reconcile_mu_;  // one Reconcile at a time, each on the newest configuration
   std::mutex mu_;  // the members below
   bool stopped_ = false;

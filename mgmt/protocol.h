@@ -62,6 +62,15 @@ enum class MgmtOp : uint16_t {
   kGeorepCheckpoint = 58,    // {name, time_ns (0: now)}
   kGeorepBroker = 59,        // {name} -> {bootstrap}: the embedded broker's address
   kGeorepBrokerFault = 60,   // {name, action: down|up|produce-errors[, count]}: embedded broker only
+  // Failover and failback (mgmt/georep.h): one step of a switch of roles, at the site being
+  // promoted: {name, kind: failover|failback[, force]} -> {step, done, message, waiting}.
+  kGeorepSwitch = 61,
+  // The promoted site -> the other site: {name, action: probe|checkpoint|fence|demote, epoch
+  // [, after_ns]}.
+  kGeorepPeerSwitch = 62,
+  // To each node of a site: {name, action: writable|journal_ends} -> this node's bricks of the
+  // session's volume that still run writable / each one's newest journal LSN.
+  kGeorepLocalSwitch = 63,
 };
 
 // Encodes a handler's outcome as a reply payload.

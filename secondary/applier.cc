@@ -104,7 +104,7 @@ void Applier::Impl::Ack(uint32_t rs, bool gap) {
     }
     producer = std::move(*p);
   }
-  Status s = producer->Produce(georep::AckTopic(opts.session), static_cast<int32_t>(rs),
+  Status s = producer->Produce(georep::AckTopic(opts.session, opts.epoch), static_cast<int32_t>(rs),
                                georep::PartitionKey(rs), georep::EncodeAck(a),
                                [](const Status&, int64_t) {});
   if (s.code() == Code::kAborted) {
@@ -118,7 +118,7 @@ void Applier::Impl::Ack(uint32_t rs, bool gap) {
 }
 
 void Applier::Impl::Run(uint32_t rs) {
-  const std::string topic = georep::BatchTopic(opts.session);
+  const std::string topic = georep::BatchTopic(opts.session, opts.epoch);
   std::unique_ptr<kafka::Consumer> consumer;
   uint64_t last_ack_ns = 0;
   bool same_log = broker_same.load();  // once assigned, the offsets stored from now on are this log's

@@ -32,6 +32,7 @@ namespace drfs::secondary {
 
 struct ApplierOptions {
   std::string session;
+  uint64_t epoch = 1;  // the session's: which topics it reads (georep::BatchTopic)
   std::string db_path;
   kafka::Properties kafka;  // bootstrap.servers and any other librdkafka property
   int replica_sets = 1;

@@ -470,7 +470,7 @@ Status Syncer::Impl::EnsureKafka() {
     p["group.id"] = "drfs-syncer-" + opts.session;
     DRFS_ASSIGN_OR_RETURN(acks, kafka::Consumer::Create(p));
     // Start at the newest Ack: the applier acks its whole position each time.
-    Status s = acks->Assign(georep::AckTopic(opts.session), static_cast<int32_t>(opts.replica_set),
+    Status s = acks->Assign(georep::AckTopic(opts.session, opts.epoch), static_cast<int32_t>(opts.replica_set),
                             kafka::Consumer::kBeginning);
     if (!s.ok()) {
       acks.reset();
@@ -478,7 +478,7 @@ Status Syncer::Impl::EnsureKafka() {
     }
     auto wm = acks->Watermarks(2000ms);
     if (wm.ok() && wm->second > wm->first) {
-      s = acks->Assign(georep::AckTopic(opts.session), static_cast<int32_t>(opts.replica_set),
+      s = acks->Assign(georep::AckTopic(opts.session, opts.epoch), static_cast<int32_t>(opts.replica_set),
                        wm->second - 1);
       if (!s.ok()) {
         acks.reset();
@@ -510,7 +510,7 @@ void Syncer::Impl::PollAcks(std::chrono::milliseconds timeout) {
     if (!m.ok()) {
       if (m.status().code() == Code::kOutOfRange) {
         // The broker lost the ack partition (restarted empty): read it from the start again.
-        (void)acks->Assign(georep::AckTopic(opts.session), static_cast<int32_t>(opts.replica_set),
+        (void)acks->Assign(georep::AckTopic(opts.session, opts.epoch), static_cast<int32_t>(opts.replica_set),
                            kafka::Consumer::kBeginning);
       }
       return;
@@ -1196,7 +1196,7 @@ Status Syncer::Impl::Produce(georep::Batch& b, InFlight f, uint64_t data_bytes) 
   };
   for (;;) {
     Status s =
-        producer->Produce(georep::BatchTopic(opts.session), static_cast<int32_t>(opts.replica_set),
+        producer->Produce(georep::BatchTopic(opts.session, opts.epoch), static_cast<int32_t>(opts.replica_set),
                           georep::PartitionKey(opts.replica_set), *value, done);
     if (s.ok()) break;
     if (s.code() == Code::kAborted) {
@@ -1848,7 +1848,7 @@ Status Syncer::Impl::ResendCrawl(const std::string& why) {
       deliveries.emplace_back(st, copy);
     };
     for (;;) {
-      Status s = producer->Produce(georep::BatchTopic(opts.session),
+      Status s = producer->Produce(georep::BatchTopic(opts.session, opts.epoch),
                                    static_cast<int32_t>(opts.replica_set),
                                    georep::PartitionKey(opts.replica_set), *f.value, done);
       if (s.ok()) break;

@@ -481,6 +481,9 @@ TEST(GeorepFormat, BatchBytesAreTheDocumentedLayout) {
 TEST(GeorepFormat, TopicsAndKeys) {
   EXPECT_EQ(BatchTopic("pvol-dr"), "drfs.pvol-dr");
   EXPECT_EQ(AckTopic("pvol-dr"), "drfs.pvol-dr.acks");
+  EXPECT_EQ(BatchTopic("pvol-dr", 1), "drfs.pvol-dr");
+  EXPECT_EQ(BatchTopic("pvol-dr", 3), "drfs.pvol-dr.e3");
+  EXPECT_EQ(AckTopic("pvol-dr", 3), "drfs.pvol-dr.e3.acks");
   EXPECT_EQ(PartitionKey(0), "rs0");
   EXPECT_EQ(PartitionKey(12), "rs12");
 }
