@@ -538,9 +538,11 @@ int Switch(const Args& a, const std::string& kind, const std::string& name) {
         continue;
       }
       std::cerr << "drfs: " << kind << " of session " << name << " stopped after " << std::fixed
-                << std::setprecision(1) << since() << " s: " << r.status().message()
-                << "\nWhat was done is recorded; run 'drfs georep " << kind << " " << name
-                << (force ? " --force" : "") << "' again to go on.\n";
+                << std::setprecision(1) << since() << " s: " << r.status().message() << "\n";
+      if (r.status().code() != Code::kFailedPrecondition && r.status().code() != Code::kInvalidArgument) {
+        std::cerr << "What was done is recorded; run 'drfs georep " << kind << " " << name
+                  << (force ? " --force" : "") << "' again to go on.\n";
+      }
       return kExitError;
     }
     transient = 0;

@@ -212,8 +212,11 @@ Result<const SessionConf*> Georep::FindSession(const ClusterConfig& c, const std
   return &it->second;
 }
 
-Result<Value> Georep::CallPeerSite(const SessionConf& s, MgmtOp op, const Value& args) {
-  auto c = MgmtClient::Connect(s.peer_host, s.peer_port, host_.tls, 5000ms, 60000ms);
+Result<Value> Georep::CallPeerSite(const SessionConf& s, MgmtOp op, const Value& args,
+                                   int64_t connect_timeout_ms, int64_t request_timeout_ms) {
+  auto c = MgmtClient::Connect(s.peer_host, s.peer_port, host_.tls,
+                               std::chrono::milliseconds(connect_timeout_ms),
+                               std::chrono::milliseconds(request_timeout_ms));
   if (!c.ok()) {
     return Unavailable("the " + std::string(s.role == kRolePrimary ? "secondary" : "primary") +
                        " site's drfsd at " + s.peer_host + ":" + std::to_string(s.peer_port) +
@@ -609,7 +612,7 @@ Result<std::string> Georep::Bootstrap(const SessionConf& s) {
   if (!s.kafka.empty()) return s.kafka;
   Value a;
   a["name"] = s.name;
-  Result<Value> r = s.role == kRolePrimary ? Broker(a) : CallPeerSite(s, MgmtOp::kGeorepBroker, a);
+  Result<Value> r = s.role == kRolePrimary ? Broker(a) : CallPeerSite(s, MgmtOp::kGeorepBroker, a, 2000, 10000);
   if (!r.ok()) return r.status();
   return r->GetString("bootstrap");
 }
@@ -759,6 +762,7 @@ void Georep::Reconcile(const ClusterConfig& requested) {
         if (!st.ok() && st.code() != Code::kAlreadyExists) {
           DRFS_LOG(Warn) << "georep " << s.name << ": cursor on " << b.Name() << ": " << st.ToString();
         }
+        o.promoted_start = sl != s.start_lsns.end() && (!cur.ok() || cur->lsn <= start);
         if (slot) slot->syncer.reset();  // options changed: restart it
         auto sy = syncer::Syncer::Start(o);
         if (!sy.ok()) {
@@ -1082,7 +1086,8 @@ Result<Value> Georep::StatusOp(const Value& args) {
       Value aa;
       aa["name"] = n;
       aa["failures"] = args.GetBool("detail") ? 100 : 10;
-      auto ar = CallPeerSite(s, MgmtOp::kGeorepApplierStatus, aa);
+      // Briefly: status must answer while the other site is partitioned (its drfsd hangs).
+      auto ar = CallPeerSite(s, MgmtOp::kGeorepApplierStatus, aa, 2000, 5000);
       if (ar.ok()) {
         e["applier"] = *ar;
       } else {

@@ -138,7 +138,8 @@ class Georep {
   // A primary that finds the other site promoted past its epoch fences itself (a thread).
   void WatchPeers();
 
-  Result<Value> CallPeerSite(const SessionConf& s, MgmtOp op, const Value& args);
+  Result<Value> CallPeerSite(const SessionConf& s, MgmtOp op, const Value& args,
+                             int64_t connect_timeout_ms = 5000, int64_t request_timeout_ms = 60000);
   Result<std::string> Bootstrap(const SessionConf& s);
   Result<const SessionConf*> FindSession(const ClusterConfig& c, const std::string& name) const;
 

@@ -459,7 +459,12 @@ Result<Value> Georep::SwitchStep(const SessionConf& s, const std::string& kind, 
   if (s.switch_step == kStepFence) {
     Value x;
     x["stop"] = forced;
-    auto r = peer("fence", x);
+    Value a = x;
+    a["name"] = name;
+    a["action"] = "fence";
+    a["epoch"] = static_cast<int64_t>(s.switch_epoch);
+    // A lost site does not answer at all (a partition): do not wait long for it when forced.
+    auto r = CallPeerSite(s, MgmtOp::kGeorepPeerSwitch, a, forced ? 2000 : 5000, forced ? 5000 : 60000);
     if (!r.ok()) {
       if (!forced) return r.status();
       DRFS_RETURN_IF_ERROR(record([&](SessionConf& n) { n.switch_step = kStepPromote; }));
@@ -536,13 +541,26 @@ Result<Value> Georep::SwitchStep(const SessionConf& s, const std::string& kind, 
         n.switch_step = kStepDemotePeer;
       }));
       Reconcile(host_.config());
-      std::string where;
+      std::string where, lost;
       for (const auto& [rs, d] : divergence) where += (where.empty() ? "" : ", ") + rs + " at " + d;
+      if (forced) {
+        // What may be lost: whatever the old primary acknowledged after the newest journal time
+        // applied here.
+        uint64_t newest = 0;
+        for (const auto& [rs, text] : divergence) {
+          if (auto d = DecodeDivergence(text)) newest = std::max(newest, d->ts_ns);
+        }
+        const uint64_t now = NowNs();
+        lost = newest == 0 ? "; nothing had been applied from the old primary"
+                           : "; writes the old primary acknowledged after " + FormatTimeMillis(newest) + " (" +
+                                 std::to_string((now > newest ? now - newest : 0) / 1000000) +
+                                 " ms before the promotion) may not be here (failback will not overwrite them)";
+      }
       DRFS_LOG(Warn) << "georep " << name << ": volume " << s.volume << " promoted to primary at epoch "
                      << s.switch_epoch << " (applied positions: " << (where.empty() ? "none" : where) << ")";
       return Progress(kStepPromote, "promoted: " + host_.hostname + "::" + s.volume +
                                         " is the primary at epoch " + std::to_string(s.switch_epoch) +
-                                        " and takes writes (last applied: " + (where.empty() ? "nothing" : where) + ")");
+                                        " and takes writes (last applied: " + (where.empty() ? "nothing" : where) + ")" + lost);
     }
     DRFS_RETURN_IF_ERROR(record([&](SessionConf& n) { n.switch_step = kStepDemotePeer; }));
     return Progress(kStepPromote, "already promoted");
@@ -561,14 +579,12 @@ Result<Value> Georep::SwitchStep(const SessionConf& s, const std::string& kind, 
     }
     if (!ro.empty()) return Progress(kStepPromote, "waiting for this site's bricks to restart writable: " + ro, true);
     if (forced) {
-      // The old primary may hold writes that never arrived here: it stays fenced, as the
-      // primary of the old epoch, until `failback` brings it back as the secondary.
-      Value x;
-      x["stop"] = true;
-      auto r = peer("fence", x);
+      // The old primary may hold writes that never arrived here: it stays fenced (the fence step
+      // told it, or it fences itself when it comes back), as the primary of the old epoch, until
+      // `failback` brings it back as the secondary.
       DRFS_RETURN_IF_ERROR(record([&](SessionConf& n) { n.switch_step = kStepDone; }));
-      return Progress(kStepDemotePeer, r.ok() ? "the old primary " + Site(s) + " stays fenced until 'drfs georep failback " + name + "'"
-                                              : "the old primary " + Site(s) + " is not reachable; it fences itself when it comes back");
+      return Progress(kStepDemotePeer, "the old primary " + Site(s) + " stays fenced until 'drfs georep failback " +
+                                           name + "' (it fences itself if it was away)");
     }
     DRFS_ASSIGN_OR_RETURN(Value r, peer("demote"));
     (void)r;
@@ -612,7 +628,7 @@ void Georep::WatchPeers() {
       Value a;
       a["name"] = n;
       a["action"] = "probe";
-      auto r = CallPeerSite(s, MgmtOp::kGeorepPeerSwitch, a);
+      auto r = CallPeerSite(s, MgmtOp::kGeorepPeerSwitch, a, 2000, 5000);
       if (!r.ok()) continue;
       const uint64_t peer_epoch = static_cast<uint64_t>(r->GetInt("epoch"));
       if (r->GetString("role") != kRolePrimary || peer_epoch <= s.epoch) continue;

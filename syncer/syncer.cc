@@ -318,7 +318,8 @@ void Syncer::Impl::PassiveStep() {
   // that brick's syncer a head start (its drfsd may be restarting too), and wait for the Ack
   // itself first when the session has history.
   const uint64_t age = MonotonicNs() - started_ns;
-  if (!last_ack && cursor_file_lsn() > 0 && age < 2 * static_cast<uint64_t>(opts.ack_wait.count()) * 1000000ull) {
+  if (!last_ack && !opts.promoted_start && cursor_file_lsn() > 0 &&
+      age < 2 * static_cast<uint64_t>(opts.ack_wait.count()) * 1000000ull) {
     SetState("Passive", "waiting for the applier's position");
     return;
   }
@@ -671,7 +672,8 @@ Status Syncer::Impl::BecomeActive() {
   // (Only this thread moves the cursor, and not while Passive acks are polled here.)
   cursor_lsn = cursor_file_lsn();
   {
-    const uint64_t wait_ms = static_cast<uint64_t>(opts.ack_wait.count()) * (cursor_lsn > 0 ? 4 : 1);
+    const uint64_t wait_ms = opts.promoted_start ? 500
+                             : static_cast<uint64_t>(opts.ack_wait.count()) * (cursor_lsn > 0 ? 4 : 1);
     const uint64_t deadline = MonotonicNs() + wait_ms * 1000000ull;
     while (!last_ack && MonotonicNs() < deadline && !stop.load()) PollAcks(100ms);
   }

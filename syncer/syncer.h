@@ -95,6 +95,10 @@ struct SyncerOptions {
   std::chrono::milliseconds election_interval{1000};
   std::chrono::milliseconds replay_overlap{2000};
   std::chrono::milliseconds ack_wait{3000};  // for the first Ack after becoming Active
+  // The session was just promoted here (failover) and this brick's cursor still stands where the
+  // promotion put it: the applier (on the old primary) has no position in this epoch to wait
+  // for, so the syncers start at once from the cursor.
+  bool promoted_start = false;
   // Tests: called on the syncer's thread right after the initial crawl lists directory `dir`
   // (to change the tree at a chosen point of the walk).
   std::function<void(const Gfid& dir)> crawl_listed;

@@ -156,8 +156,13 @@ struct VolumeClient::Impl {
   // loss) for bricks to come back: a brick restarting (a rolling restart, a site's bricks
   // turning read-only or writable on failover) is back within a second, and its clients ride
   // through instead of failing with EIO or EROFS. A brick down for longer costs no wait.
+  // Short of bricks, it also tries every disconnected brick at once (waiting up to 300 ms for
+  // the answers) rather than leave it to the reconnect backoff: a brick back after a long
+  // outage is used as soon as an op needs it.
   std::vector<std::shared_ptr<BrickClient>> Snapshot(bool need_quorum = false) {
     std::unique_lock<std::mutex> l(mu);
+    const auto first = Clock::now();
+    bool probed = false;
     for (;;) {
       std::vector<std::shared_ptr<BrickClient>> v(n);
       bool poke = false;
@@ -182,9 +187,19 @@ struct VolumeClient::Impl {
           }
         }
       }
-      if (poke) bg_cv.notify_all();
       const Mask up = UpMask(v);
       const bool enough = need_quorum ? HasQuorum(up) : up != 0;
+      if (!enough && !probed) {
+        probed = true;
+        for (auto& s : slots) {
+          if (!s.client && s.addr.port != 0 && s.next_try > now) {
+            s.next_try = now;
+            poke = true;
+          }
+        }
+        wait_until = std::max(wait_until, first + std::chrono::milliseconds(300));
+      }
+      if (poke) bg_cv.notify_all();
       if (enough || wait_until <= now || stopping) return v;
       connected_cv.wait_until(l, std::min(wait_until, now + std::chrono::milliseconds(100)));
     }
