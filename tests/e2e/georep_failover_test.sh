@@ -5,7 +5,8 @@
 #   - the new primary is written through its own mount, and shipped back to the old one;
 #   - failback the same way; verify identical after each switch;
 #   - three round trips in a row;
-#   - the CLI killed -9 mid-failover: running it again finishes the job.
+#   - the CLI killed -9 mid-failback, and each site's drfsd killed -9 at several steps of failover
+#     and failback: running the command again finishes the job.
 set -euo pipefail
 DRFS=${1:?usage: georep_failover_test.sh PATH_TO_DRFS}
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -82,6 +83,23 @@ sys.exit(1 if bad or not acked else 0)
 EOF
 }
 
+# interrupt VICTIM STEP COORDINATOR KIND: runs `georep KIND` at COORDINATOR, and when that site
+# records STEP, kills -9 VICTIM's drfsd (and the CLI), then starts that drfsd again.
+interrupt() {
+  local victim=$1 step=$2 at=$3 kind=$4
+  "$DRFS" georep "$kind" gs --daemon "$(ip_of "$at"):$PORT" > "$T/int.out" 2>&1 &
+  local cli=$!
+  for _ in $(seq 1 600); do
+    [ "$(json "$at" "j['sessions'][0]['switch_step']" georep status gs 2>/dev/null)" = "$step" ] && break
+    sleep 0.05
+  done
+  kill -9 "$(cat "$T/$victim/drfsd.pid")"
+  kill -9 "$cli" 2>/dev/null || true
+  wait "$cli" 2>/dev/null || true
+  echo "killed -9 the drfsd of site $victim with the $kind at step $step"
+  start_daemon "$victim"
+}
+
 echo seed > "$PM/seed"
 verified p "before the first failover"
 [ "$(role s)" = "secondary/1" ] || fail "secondary site is $(role s)"
@@ -92,6 +110,10 @@ for cycle in 1 2 3; do
   writer "$PM/load$cycle" "$T/w$cycle.log" &
   W=$!
   sleep 1
+  # drfsd killed mid-way: the promoted site's at drain (cycle 2), the old primary's at promote
+  # (cycle 3).
+  [ "$cycle" = 2 ] && interrupt s drain s failover
+  [ "$cycle" = 3 ] && interrupt p promote s failover
   d s georep failover gs > "$T/fo$cycle.out" 2>&1 || { cat "$T/fo$cycle.out" >&2; fail "failover $cycle"; }
   cat "$T/fo$cycle.out"
   wait "$W" || true
@@ -123,6 +145,8 @@ for cycle in 1 2 3; do
     echo "failback CLI killed -9 after: $(tail -1 "$T/fb-killed.out")"
     d p georep status gs | grep -E "in progress|This site" || true
   fi
+  [ "$cycle" = 2 ] && interrupt s fence p failback
+  [ "$cycle" = 3 ] && interrupt p demote-peer p failback
   d p georep failback gs > "$T/fb$cycle.out" 2>&1 || { cat "$T/fb$cycle.out" >&2; fail "failback $cycle"; }
   cat "$T/fb$cycle.out"
   wait "$W" || true
