@@ -854,6 +854,10 @@ Status Producer::Flush(std::chrono::milliseconds timeout) {
                           "keeps retrying until message.timeout.ms)");
 }
 
+void Producer::Discard() {
+  rd_kafka_purge(impl_->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+}
+
 int Producer::InFlight() const {
   std::lock_guard lock(impl_->mu);
   return impl_->in_flight;

@@ -93,6 +93,10 @@ class Producer {
   Status Flush(std::chrono::milliseconds timeout);
   // Messages queued or in flight.
   int InFlight() const;
+  // Gives up on every message queued or in flight (their callbacks get Cancelled), so that
+  // destroying the producer does not wait for a broker that does not answer: for messages
+  // that are sent again anyway (an applier's acks).
+  void Discard();
 
  private:
   Producer() = default;

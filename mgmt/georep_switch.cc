@@ -616,7 +616,9 @@ void Georep::WatchPeers() {
     if (watch_stop_) return;
     l.unlock();
     const ClusterConfig c = host_.config();
-    for (const auto& [n, s] : c.sessions) {
+    for (const auto& kv : c.sessions) {
+      const std::string& n = kv.first;  // not a structured binding: the txn lambda uses both
+      const SessionConf& s = kv.second;
       if (s.role != kRolePrimary || s.fenced || !s.switch_step.empty()) continue;
       // One node of the pool asks: the broker's, or the one of the volume's first brick.
       std::string asker = s.broker_node;

@@ -234,6 +234,13 @@ void Applier::Stop() {
     if (t.joinable()) t.join();
   }
   impl_->threads.clear();
+  {
+    // Acks are sent again every second by whoever applies next: do not wait for a broker that
+    // no longer answers (the primary's, when its site is lost and this site is promoted).
+    std::lock_guard<std::mutex> l(impl_->producer_mu);
+    if (impl_->producer) impl_->producer->Discard();
+    impl_->producer.reset();
+  }
   std::lock_guard<std::mutex> l(impl_->mu);
   impl_->info.state = "Stopped";
 }
