@@ -612,8 +612,28 @@ Result<std::string> Georep::Bootstrap(const SessionConf& s) {
   if (!s.kafka.empty()) return s.kafka;
   Value a;
   a["name"] = s.name;
-  Result<Value> r = s.role == kRolePrimary ? Broker(a) : CallPeerSite(s, MgmtOp::kGeorepBroker, a, 2000, 10000);
-  if (!r.ok()) return r.status();
+  if (s.role == kRolePrimary) {
+    DRFS_ASSIGN_OR_RETURN(Value r, Broker(a));
+    return r.GetString("bootstrap");
+  }
+  // Asked of the primary's drfsd at every reconcile. When it does not answer (its site is lost
+  // or partitioned: a call hangs until its timeout), it is not asked again for 10 s: reconciles
+  // hold reconcile_mu_, and a failover waits for them.
+  constexpr uint64_t kRetryNs = 10'000'000'000ull;
+  {
+    std::lock_guard<std::mutex> l(boot_mu_);
+    auto it = boot_failed_.find(s.name);
+    if (it != boot_failed_.end() && MonotonicNs() - it->second.first < kRetryNs) {
+      return Status(Code::kUnavailable, it->second.second + " (not asked again for a few seconds)");
+    }
+  }
+  Result<Value> r = CallPeerSite(s, MgmtOp::kGeorepBroker, a, 2000, 5000);
+  std::lock_guard<std::mutex> l(boot_mu_);
+  if (!r.ok()) {
+    boot_failed_[s.name] = {MonotonicNs(), r.status().message()};
+    return r.status();
+  }
+  boot_failed_.erase(s.name);
   return r->GetString("bootstrap");
 }
 

@@ -145,6 +145,9 @@ class Georep {
 
   GeorepHost host_;
   std::mutex switch_mu_;     // one failover/failback step at a time
+  std::mutex boot_mu_;       // boot_failed_
+  // Secondary sessions whose broker lookup at the primary failed: when, and why.
+  std::map<std::string, std::pair<uint64_t, std::string>> boot_failed_;
   std::mutex watch_mu_;
   std::condition_variable watch_cv_;
   bool watch_stop_ = false;

@@ -371,21 +371,35 @@ Result<Value> Georep::SwitchStep(const SessionConf& s, const std::string& kind, 
           for (const auto& [k, v] : e->AsMap()) ends[k] = v.AsInt();
         }
       }
-      const Value* dv = pr.Find("divergence");
-      if (!dv || dv->AsMap().empty()) {
-        return FailedPrecondition("the primary " + Site(s) + " recorded no divergence point for session " +
-                                  name + "; cannot tell what this site wrote after it");
-      }
+      // Where the other site stood in this site's stream: the journal LSN it had applied, per
+      // replica set, from the brick it followed. Without one for this epoch (it had applied
+      // nothing of it), every record this site journaled since it became the primary counts.
       std::vector<std::string> unshipped;
-      for (const auto& [rs, text] : dv->AsMap()) {
-        auto d = DecodeDivergence(text.AsString());
-        if (!d) return DataLoss("divergence point '" + text.AsString() + "' of " + rs + " does not parse");
-        auto e = ends.find(d->brick);
-        if (e == ends.end()) {
-          unshipped.push_back(rs + ": the journal it followed (brick " + d->brick + ") is not on this site");
-        } else if (static_cast<uint64_t>(e->second) > d->lsn && d->epoch == s.epoch) {
-          unshipped.push_back(rs + ": " + std::to_string(static_cast<uint64_t>(e->second) - d->lsn) +
-                              " journal records after LSN " + std::to_string(d->lsn) + " of brick " + d->brick);
+      bool have_point = false;
+      if (const Value* dv = pr.Find("divergence")) {
+        for (const auto& [rs, text] : dv->AsMap()) {
+          auto d = DecodeDivergence(text.AsString());
+          if (!d) return DataLoss("divergence point '" + text.AsString() + "' of " + rs + " does not parse");
+          if (d->epoch != s.epoch) continue;
+          have_point = true;
+          auto e = ends.find(d->brick);
+          if (e == ends.end()) {
+            unshipped.push_back(rs + ": the journal it followed (brick " + d->brick + ") is not on this site");
+          } else if (static_cast<uint64_t>(e->second) > d->lsn) {
+            unshipped.push_back(rs + ": " + std::to_string(static_cast<uint64_t>(e->second) - d->lsn) +
+                                " journal records after LSN " + std::to_string(d->lsn) + " of brick " + d->brick);
+          }
+        }
+      }
+      if (!have_point) {
+        for (const auto& [brick, end] : ends) {
+          auto st = s.start_lsns.find(brick);
+          const int64_t from = st == s.start_lsns.end() ? 0 : st->second;
+          if (end > from) {
+            unshipped.push_back("brick " + brick + ": " + std::to_string(end - from) + " journal records after LSN " +
+                                std::to_string(from) + " (the other site applied nothing of epoch " +
+                                std::to_string(s.epoch) + ")");
+          }
         }
       }
       if (!unshipped.empty()) {
@@ -502,8 +516,12 @@ Result<Value> Georep::SwitchStep(const SessionConf& s, const std::string& kind, 
       // The applier stops first: nothing may change the volume between reading where it stands
       // and the journals' ends, and the new primary's syncers start after those.
       if (s.state != kSessionStopped) {
+        const uint64_t t0 = MonotonicNs();
         DRFS_RETURN_IF_ERROR(record([&](SessionConf& n) { n.state = kSessionStopped; }));
+        const uint64_t t1 = MonotonicNs();
         Reconcile(host_.config());
+        DRFS_LOG(Info) << "georep " << name << ": promote: session stopped in " << (t1 - t0) / 1000000
+                       << " ms, applier stopped in " << (MonotonicNs() - t1) / 1000000 << " ms";
       }
       Value aa;
       aa["name"] = name;
@@ -527,6 +545,7 @@ Result<Value> Georep::SwitchStep(const SessionConf& s, const std::string& kind, 
           for (const auto& [k, v] : e->AsMap()) ends[k] = v.AsInt();
         }
       }
+      const uint64_t t2 = MonotonicNs();
       DRFS_RETURN_IF_ERROR(record([&](SessionConf& n) {
         n.role = kRolePrimary;
         n.epoch = n.switch_epoch;
@@ -540,7 +559,11 @@ Result<Value> Georep::SwitchStep(const SessionConf& s, const std::string& kind, 
         n.checkpoint_ns = 0;
         n.switch_step = kStepDemotePeer;
       }));
+      const uint64_t t3 = MonotonicNs();
       Reconcile(host_.config());
+      DRFS_LOG(Info) << "georep " << name << ": promote: role recorded in " << (t3 - t2) / 1000000
+                     << " ms (its bricks restart writable), workers started in "
+                     << (MonotonicNs() - t3) / 1000000 << " ms";
       std::string where, lost;
       for (const auto& [rs, d] : divergence) where += (where.empty() ? "" : ", ") + rs + " at " + d;
       if (forced) {
@@ -551,7 +574,9 @@ Result<Value> Georep::SwitchStep(const SessionConf& s, const std::string& kind, 
           if (auto d = DecodeDivergence(text)) newest = std::max(newest, d->ts_ns);
         }
         const uint64_t now = NowNs();
-        lost = newest == 0 ? "; nothing had been applied from the old primary"
+        lost = newest == 0 ? "; nothing of epoch " + std::to_string(s.epoch) + " had been applied from the old primary: "
+                             "whatever it acknowledged since it became the primary may not be here (failback will "
+                             "not overwrite it)"
                            : "; writes the old primary acknowledged after " + FormatTimeMillis(newest) + " (" +
                                  std::to_string((now > newest ? now - newest : 0) / 1000000) +
                                  " ms before the promotion) may not be here (failback will not overwrite them)";

@@ -41,6 +41,14 @@ lose() { STOPPED=$(site_pids "${1:-}"); kill -STOP $STOPPED; }
 back() { kill -CONT $STOPPED; STOPPED=""; }
 role() { json "$1" "j['sessions'][0]['role'] + ('/fenced' if j['sessions'][0]['fenced'] else '') + '/' + str(j['sessions'][0]['epoch'])" georep status gs; }
 is_role() { [ "$(role "$1")" = "$2" ]; }
+bricks_read_only() {
+  local pid n=0
+  for pid in $(pgrep -f -- "--dir $T/pb"); do
+    tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q -- "--read-only" || return 1
+    n=$((n + 1))
+  done
+  [ "$n" = 3 ]
+}
 verified() {
   local site=$1 what=$2
   d "$site" georep checkpoint gs set now >/dev/null || fail "checkpoint set ($what)"
@@ -68,6 +76,9 @@ mkdir "$SM/newdir" && echo x > "$SM/newdir/x"
 rm "$SM/before/f1"
 back
 wait_for 30 "the old primary fencing itself" is_role p primary/fenced/1
+# Its bricks restart read-only one by one (until then its mount still takes writes: they would
+# count as unshipped below); then its mount refuses writes.
+wait_for 30 "the old primary's bricks running read-only" bricks_read_only
 if echo nope > "$PM/after-heal" 2>/dev/null; then fail "the fenced old primary's mount took a write"; fi
 d p georep status gs | grep -q FENCED || fail "status does not show the fence"
 d p georep failback gs > "$T/back1.out" 2>&1 || { cat "$T/back1.out" >&2; fail "failback after a clean site loss"; }
