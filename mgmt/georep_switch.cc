@@ -161,6 +161,9 @@ Result<Value> Georep::LocalSwitch(const Value& args) {
 // ---- the other site
 
 Result<Value> Georep::PeerSwitch(const Value& args) {
+  // A probe only reads: it must answer while this site is in the middle of a step of its own
+  // (which may be waiting for the asking site).
+  if (args.GetString("action") == "probe") return PeerSwitchLocked(args);
   std::lock_guard<std::mutex> g(switch_mu_);
   return PeerSwitchLocked(args);
 }
@@ -178,6 +181,7 @@ Result<Value> Georep::PeerSwitchLocked(const Value& args) {
   r["fenced"] = s.fenced;
   r["state"] = s.state;
   if (action == "probe") {
+    r["switch_step"] = s.switch_step;
     Value& dv = r["divergence"] = Value::EmptyMap();
     for (const auto& [k, v] : s.divergence) dv[k] = v;
     return r;
@@ -295,19 +299,57 @@ Result<Value> Georep::Switch(const Value& args) {
   // once it is done, either says so and changes nothing.
   const bool target_here = (kind == "failback") == s.home;
   const bool primary_here = s.role == kRolePrimary && !s.fenced;
+  auto probe = [&]() {
+    Value pa;
+    pa["name"] = name;
+    pa["action"] = "probe";
+    return CallPeerSite(s, MgmtOp::kGeorepPeerSwitch, pa, 2000, 5000);
+  };
   if (s.switch_step.empty() && target_here && primary_here) {
-    Value r = Progress(kStepDone, "nothing to do: " + host_.hostname + "::" + s.volume +
-                                      " is the primary of session " + name + " (epoch " +
-                                      std::to_string(s.epoch) + ")");
-    r["done"] = true;
-    return r;
+    // Failback on an old primary that has not seen yet that the other site was promoted past
+    // it (it was away): it fences itself now, as its watcher would, and rejoins below.
+    auto pr = probe();
+    const bool behind = pr.ok() && pr->GetString("role") == kRolePrimary &&
+                        static_cast<uint64_t>(pr->GetInt("epoch")) > s.epoch;
+    if (!behind) {
+      Value r = Progress(kStepDone, "nothing to do: " + host_.hostname + "::" + s.volume +
+                                        " is the primary of session " + name + " (epoch " +
+                                        std::to_string(s.epoch) + ")");
+      r["done"] = true;
+      return r;
+    }
+    DRFS_RETURN_IF_ERROR(host_.run_txn([&](ClusterConfig* next) -> Status {
+      auto it = next->sessions.find(name);
+      if (it == next->sessions.end()) return NotFound("session '" + name + "' is gone");
+      it->second.fenced = true;
+      it->second.state = kSessionStopped;
+      if (it->second.applier_secret.empty()) {
+        auto secret = NewApplierSecret();
+        if (!secret.ok()) return secret.status();
+        it->second.applier_secret = *secret;
+      }
+      return Status::Ok();
+    }).status());
+    DRFS_LOG(Error) << "georep " << name << ": " << Site(s) << " is the primary at epoch " << pr->GetInt("epoch")
+                    << " (this site is at " << s.epoch << "): volume " << s.volume << " fenced for the failback";
+    c = host_.config();
+    DRFS_ASSIGN_OR_RETURN(sp, FindSession(c, name));
+    return SwitchStep(*sp, kind, force);
   }
   if (s.switch_step.empty() && !target_here) {
     if (!primary_here) {
-      if (kind == "failover" && s.fenced) {
-        return FailedPrecondition("session " + name + " was failed over to " + Site(s) +
-                                  " while this site was away; this site is fenced. Run 'drfs georep "
-                                  "failback " + name + "' to make it the primary again");
+      if (s.fenced) {
+        // Fenced by a planned switch the other site drives (resume it there), or by a forced one.
+        auto pr = probe();
+        if (pr.ok() && !pr->GetString("switch_step").empty()) {
+          g.unlock();
+          return CallPeerSite(s, MgmtOp::kGeorepSwitch, args);
+        }
+        if (kind == "failover") {
+          return FailedPrecondition("session " + name + " was failed over to " + Site(s) +
+                                    " while this site was away; this site is fenced. Run 'drfs georep "
+                                    "failback " + name + "' to make it the primary again");
+        }
       }
       Value r = Progress(kStepDone, "nothing to do: " + Site(s) + " is the primary of session " + name +
                                         " and this site its secondary (epoch " + std::to_string(s.epoch) + ")");
@@ -322,6 +364,21 @@ Result<Value> Georep::Switch(const Value& args) {
                          r.status().message() + "); run the command there (--daemon " + Site(s) + ")");
     }
     return r;
+  }
+  // A planned failover whose old primary was lost before the promotion: --force finishes it
+  // as a forced one (no more checkpoints; the fence is tried once more).
+  if (force && s.switch_kind.find("--force") == std::string::npos &&
+      (s.switch_step == kStepCheckpoint || s.switch_step == kStepFence || s.switch_step == kStepDrain)) {
+    DRFS_RETURN_IF_ERROR(host_.run_txn([&](ClusterConfig* next) -> Status {
+      auto it = next->sessions.find(name);
+      if (it == next->sessions.end()) return NotFound("session '" + name + "' is gone");
+      it->second.switch_kind += " --force";
+      it->second.switch_step = kStepFence;
+      return Status::Ok();
+    }).status());
+    c = host_.config();
+    DRFS_ASSIGN_OR_RETURN(sp, FindSession(c, name));
+    return SwitchStep(*sp, kind, force);
   }
   return SwitchStep(s, kind, force);
 }
@@ -358,6 +415,21 @@ Result<Value> Georep::SwitchStep(const SessionConf& s, const std::string& kind, 
         return FailedPrecondition("session " + name + " is fenced here (epoch " + std::to_string(s.epoch) +
                                   ") but " + Site(s) + " is " + pr.GetString("role") + " at epoch " +
                                   std::to_string(peer_epoch) + "; nothing to fail back to");
+      }
+      // Its bricks read-only first: nothing may be written here between counting what never
+      // left this site and becoming the secondary.
+      {
+        Value wa;
+        wa["name"] = name;
+        wa["action"] = "writable";
+        DRFS_ASSIGN_OR_RETURN(auto modes, OnVolumeNodes(host_.config(), s, wa));
+        std::string w;
+        for (const auto& m : modes) {
+          for (const auto& b : m.Find("writable") ? m.Find("writable")->AsList() : Value::List{}) {
+            w += (w.empty() ? "" : ", ") + b.AsString();
+          }
+        }
+        if (!w.empty()) return Progress("rejoin", "waiting for this site's bricks to restart read-only: " + w, true);
       }
       // What this site journaled after the point the other site was promoted at never reached
       // it. Keeping those writes aside is not built yet: refuse rather than overwrite them.

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # End-to-end unplanned failover: two sites (tests/e2e/lib/sites.sh), the primary site lost.
-#   1. After a completed checkpoint, the whole site is lost; `failover --force` on the secondary promotes
-#      it at once (its time is the unplanned RTO); the new primary takes writes through its own
-#      mount. The site comes back: the old primary sees the newer epoch and fences itself (its
-#      mount gets EROFS). `failback` brings it back as the secondary, catches it up on what
+#   1. After a completed checkpoint, the whole site is lost; `failover --force` on the secondary
+#      promotes it at once (its time is the unplanned RTO); the new primary takes writes through
+#      its own mount. The site comes back: the old primary sees the newer epoch and fences itself
+#      (its mount gets EROFS). `failback` brings it back as the secondary, catches it up on what
 #      changed during the failover (no full copy), and switches back; verify: identical.
 #   2. The primary's drfsd (its syncers and the broker) is lost during writes while its bricks
-#      still serve its mount: the old primary acknowledges writes that never reach the other site. After `failover --force` and the link's return it is fenced, and `failback`
-#      refuses to overwrite those writes (keeping them aside is not built yet) and changes
-#      nothing: every acknowledged write is still readable on the old primary.
+#      still serve its mount: the old primary acknowledges writes that never reach the other
+#      site. Right after `failover --force` and the site's return, `failback` fences it (it had
+#      not noticed the newer epoch yet), refuses to overwrite those writes (keeping them aside
+#      is not built yet) and changes nothing else: every acknowledged write is still readable
+#      on the old primary.
 # On one machine, the primary "site" is lost by stopping its processes (SIGSTOP: connections
 # to it hang, as in a partition, instead of being refused), and comes back with SIGCONT. (The
 # embedded Kafka broker listens on 127.0.0.1 only, so the two sites share loopback here; a
@@ -116,7 +118,8 @@ cat "$T/force2.out"
 grep -q "may not be here" "$T/force2.out" || fail "failover --force did not say what may be lost"
 wait "$W" || true
 back
-wait_for 30 "the old primary fencing itself again" is_role p primary/fenced/3
+# failback at once, before the old primary's watcher has noticed the newer epoch: failback
+# asks, fences it, waits for its bricks to be read-only, then counts what never left it.
 if d p georep failback gs > "$T/back2.out" 2>&1; then fail "failback overwrote writes that never left the old primary"; fi
 cat "$T/back2.out"
 grep -q "never reached it" "$T/back2.out" || fail "failback refused without saying why"
