@@ -132,6 +132,10 @@ class Georep {
   // Every node of this site with bricks of `s`'s volume: `op` on each, the answers in order.
   Result<std::vector<Value>> OnVolumeNodes(const ClusterConfig& c, const SessionConf& s,
                                            const Value& args);
+  // This site's bricks of `s`'s volume that run writable (or read-only), as "a, b".
+  Result<std::string> BricksInMode(const SessionConf& s, bool writable);
+  // Each of this site's bricks of `s`'s volume: its journal's newest LSN, by brick id.
+  Result<std::map<std::string, int64_t>> JournalEnds(const SessionConf& s);
   // Whether every Active syncer of primary session `s` completed its checkpoint (and a line
   // saying how far they are).
   std::pair<bool, std::string> CheckpointDone(const ClusterConfig& c, const SessionConf& s);

@@ -98,6 +98,33 @@ Result<std::vector<Value>> Georep::OnVolumeNodes(const ClusterConfig& c, const S
   return out;
 }
 
+Result<std::string> Georep::BricksInMode(const SessionConf& s, bool writable) {
+  Value a;
+  a["name"] = s.name;
+  a["action"] = "writable";
+  DRFS_ASSIGN_OR_RETURN(auto answers, OnVolumeNodes(host_.config(), s, a));
+  std::string out;
+  for (const auto& ans : answers) {
+    const Value* l = ans.Find(writable ? "writable" : "read_only");
+    for (const auto& b : l ? l->AsList() : Value::List{}) out += (out.empty() ? "" : ", ") + b.AsString();
+  }
+  return out;
+}
+
+Result<std::map<std::string, int64_t>> Georep::JournalEnds(const SessionConf& s) {
+  Value a;
+  a["name"] = s.name;
+  a["action"] = "journal_ends";
+  DRFS_ASSIGN_OR_RETURN(auto answers, OnVolumeNodes(host_.config(), s, a));
+  std::map<std::string, int64_t> ends;
+  for (const auto& ans : answers) {
+    if (const Value* e = ans.Find("ends")) {
+      for (const auto& [k, v] : e->AsMap()) ends[k] = v.AsInt();
+    }
+  }
+  return ends;
+}
+
 std::pair<bool, std::string> Georep::CheckpointDone(const ClusterConfig& c, const SessionConf& s) {
   auto vit = c.volumes.find(s.volume);
   if (vit == c.volumes.end()) return {false, "volume " + s.volume + " is gone"};
@@ -212,7 +239,7 @@ Result<Value> Georep::PeerSwitchLocked(const Value& args) {
   if (action == "fence") {
     if (s.role == kRoleSecondary) {
       r["fenced"] = true;  // demoted already: its bricks are read-only
-      r["writable"] = Value::EmptyList();
+      r["writable"] = "";
       return r;
     }
     const bool stop = args.GetBool("stop");
@@ -233,15 +260,9 @@ Result<Value> Georep::PeerSwitchLocked(const Value& args) {
                      << " fenced for a switch to epoch " << epoch
                      << ": its bricks restart read-only";
     }
-    Value a;
-    a["name"] = name;
-    a["action"] = "writable";
-    DRFS_ASSIGN_OR_RETURN(auto answers, OnVolumeNodes(host_.config(), s, a));
-    Value& w = r["writable"] = Value::EmptyList();
-    for (const auto& ans : answers) {
-      for (const auto& b : ans.Find("writable") ? ans.Find("writable")->AsList() : Value::List{}) w.Push(b);
-    }
-    r["fenced"] = w.AsList().empty();
+    DRFS_ASSIGN_OR_RETURN(auto w, BricksInMode(s, /*writable=*/true));
+    r["writable"] = w;
+    r["fenced"] = w.empty();
     return r;
   }
   if (action == "demote") {
@@ -419,30 +440,12 @@ Result<Value> Georep::SwitchStep(const SessionConf& s, const std::string& kind, 
       // Its bricks read-only first: nothing may be written here between counting what never
       // left this site and becoming the secondary.
       {
-        Value wa;
-        wa["name"] = name;
-        wa["action"] = "writable";
-        DRFS_ASSIGN_OR_RETURN(auto modes, OnVolumeNodes(host_.config(), s, wa));
-        std::string w;
-        for (const auto& m : modes) {
-          for (const auto& b : m.Find("writable") ? m.Find("writable")->AsList() : Value::List{}) {
-            w += (w.empty() ? "" : ", ") + b.AsString();
-          }
-        }
+        DRFS_ASSIGN_OR_RETURN(auto w, BricksInMode(s, /*writable=*/true));
         if (!w.empty()) return Progress("rejoin", "waiting for this site's bricks to restart read-only: " + w, true);
       }
       // What this site journaled after the point the other site was promoted at never reached
       // it. Keeping those writes aside is not built yet: refuse rather than overwrite them.
-      Value ja;
-      ja["name"] = name;
-      ja["action"] = "journal_ends";
-      DRFS_ASSIGN_OR_RETURN(auto answers, OnVolumeNodes(host_.config(), s, ja));
-      std::map<std::string, int64_t> ends;
-      for (const auto& ans : answers) {
-        if (const Value* e = ans.Find("ends")) {
-          for (const auto& [k, v] : e->AsMap()) ends[k] = v.AsInt();
-        }
-      }
+      DRFS_ASSIGN_OR_RETURN(auto ends, JournalEnds(s));
       // Where the other site stood in this site's stream: the journal LSN it had applied, per
       // replica set, from the brick it followed. Without one for this epoch (it had applied
       // nothing of it), every record this site journaled since it became the primary counts.
@@ -559,11 +562,7 @@ Result<Value> Georep::SwitchStep(const SessionConf& s, const std::string& kind, 
                                       std::to_string(s.switch_epoch) + " here");
     }
     if (!r->GetBool("fenced")) {
-      std::string list;
-      for (const auto& b : r->Find("writable") ? r->Find("writable")->AsList() : Value::List{}) {
-        list += (list.empty() ? "" : ", ") + b.AsString();
-      }
-      return Progress(kStepFence, "waiting for the primary's bricks to restart read-only: " + list, true);
+      return Progress(kStepFence, "waiting for the primary's bricks to restart read-only: " + r->GetString("writable"), true);
     }
     DRFS_RETURN_IF_ERROR(record([&](SessionConf& n) {
       n.switch_step = forced ? kStepPromote : kStepDrain;
@@ -607,16 +606,7 @@ Result<Value> Georep::SwitchStep(const SessionConf& s, const std::string& kind, 
                      static_cast<uint64_t>(p.GetInt("ts_ns")), p.GetString("source_brick")};
         divergence["rs" + std::to_string(p.GetInt("replica_set"))] = EncodeDivergence(d);
       }
-      Value ja;
-      ja["name"] = name;
-      ja["action"] = "journal_ends";
-      DRFS_ASSIGN_OR_RETURN(auto answers, OnVolumeNodes(host_.config(), s, ja));
-      std::map<std::string, int64_t> ends;
-      for (const auto& ans : answers) {
-        if (const Value* e = ans.Find("ends")) {
-          for (const auto& [k, v] : e->AsMap()) ends[k] = v.AsInt();
-        }
-      }
+      DRFS_ASSIGN_OR_RETURN(auto ends, JournalEnds(s));
       const uint64_t t2 = MonotonicNs();
       DRFS_RETURN_IF_ERROR(record([&](SessionConf& n) {
         n.role = kRolePrimary;
@@ -664,16 +654,7 @@ Result<Value> Georep::SwitchStep(const SessionConf& s, const std::string& kind, 
   }
   if (s.switch_step == kStepDemotePeer) {
     // Promoted when this site's bricks take writes: they restart without --read-only.
-    Value wa;
-    wa["name"] = name;
-    wa["action"] = "writable";
-    DRFS_ASSIGN_OR_RETURN(auto modes, OnVolumeNodes(host_.config(), s, wa));
-    std::string ro;
-    for (const auto& m : modes) {
-      for (const auto& b : m.Find("read_only") ? m.Find("read_only")->AsList() : Value::List{}) {
-        ro += (ro.empty() ? "" : ", ") + b.AsString();
-      }
-    }
+    DRFS_ASSIGN_OR_RETURN(auto ro, BricksInMode(s, /*writable=*/false));
     if (!ro.empty()) return Progress(kStepPromote, "waiting for this site's bricks to restart writable: " + ro, true);
     if (forced) {
       // The old primary may hold writes that never arrived here: it stays fenced (the fence step
