@@ -386,15 +386,17 @@ Result<Value> Georep::Switch(const Value& args) {
     }
     return r;
   }
-  // A planned failover whose old primary was lost before the promotion: --force finishes it
-  // as a forced one (no more checkpoints; the fence is tried once more).
-  if (force && s.switch_kind.find("--force") == std::string::npos &&
-      (s.switch_step == kStepCheckpoint || s.switch_step == kStepFence || s.switch_step == kStepDrain)) {
+  // A planned failover whose old primary was lost half-way: --force finishes it as a forced
+  // one (no more checkpoints, the fence tried once more, the old primary left fenced).
+  if (force && !s.switch_step.empty() && s.switch_step != kStepDone &&
+      s.switch_kind.find("--force") == std::string::npos) {
+    const bool before_promote = s.switch_step == kStepCheckpoint || s.switch_step == kStepFence ||
+                                s.switch_step == kStepDrain;
     DRFS_RETURN_IF_ERROR(host_.run_txn([&](ClusterConfig* next) -> Status {
       auto it = next->sessions.find(name);
       if (it == next->sessions.end()) return NotFound("session '" + name + "' is gone");
       it->second.switch_kind += " --force";
-      it->second.switch_step = kStepFence;
+      if (before_promote) it->second.switch_step = kStepFence;
       return Status::Ok();
     }).status());
     c = host_.config();
@@ -419,7 +421,7 @@ Result<Value> Georep::SwitchStep(const SessionConf& s, const std::string& kind, 
     a["name"] = name;
     a["action"] = action;
     a["epoch"] = static_cast<int64_t>(s.switch_epoch);
-    return CallPeerSite(s, MgmtOp::kGeorepPeerSwitch, a);
+    return CallPeerSite(s, MgmtOp::kGeorepPeerSwitch, a, 5000, 30000);
   };
 
   if (s.switch_step.empty()) {
@@ -664,8 +666,12 @@ Result<Value> Georep::SwitchStep(const SessionConf& s, const std::string& kind, 
       return Progress(kStepDemotePeer, "the old primary " + Site(s) + " stays fenced until 'drfs georep failback " +
                                            name + "' (it fences itself if it was away)");
     }
-    DRFS_ASSIGN_OR_RETURN(Value r, peer("demote"));
-    (void)r;
+    auto r = peer("demote");
+    if (!r.ok()) {
+      return Status(r.status().code(), "the old primary " + Site(s) + " cannot be told to become the secondary (" +
+                                           r.status().message() + "); it is fenced. Run the command again once it "
+                                           "answers, or add --force to finish without it (it then rejoins at failback)");
+    }
     DRFS_RETURN_IF_ERROR(record([&](SessionConf& n) { n.switch_step = kStepDone; }));
     return Progress(kStepDemotePeer, Site(s) + " is now the secondary at epoch " + std::to_string(s.switch_epoch) +
                                          "; it applies what changes here from now on");

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # End-to-end unplanned failover: two sites (tests/e2e/lib/sites.sh), the primary site lost.
+#   0. A planned failover whose primary is lost after the fence: --force finishes it; failback.
 #   1. After a completed checkpoint, the whole site is lost; `failover --force` on the secondary
 #      promotes it at once (its time is the unplanned RTO); the new primary takes writes through
 #      its own mount. The site comes back: the old primary sees the newer epoch and fences itself
@@ -66,18 +67,39 @@ mkdir -p "$PM/before"
 for i in $(seq 1 40); do echo "before $i" > "$PM/before/f$i"; done
 verified p "before the site loss"
 
+# 0. A planned failover loses its primary half-way (after the fence, before the promotion): the
+#    planned steps cannot go on; --force finishes the switch. The old primary was fenced and
+#    drained of nothing new, so failback then brings it back.
+"$DRFS" georep failover gs --daemon "127.0.0.2:$PORT" > "$T/half.out" 2>&1 &
+CLI=$!
+for _ in $(seq 1 600); do
+  [ "$(json s "j['sessions'][0]['switch_step']" georep status gs 2>/dev/null)" = drain ] && break
+  sleep 0.05
+done
+lose all
+kill -9 "$CLI" 2>/dev/null || true
+wait "$CLI" 2>/dev/null || true
+d s georep status gs | grep "in progress" || fail "no switch in progress after the primary was lost half-way"
+d s georep failover gs --force > "$T/half-force.out" 2>&1 || { cat "$T/half-force.out" >&2; fail "failover --force after a planned failover lost its primary"; }
+cat "$T/half-force.out"
+[ "$(role s)" = "primary/2" ] || fail "--force did not finish the planned failover: $(role s)"
+back
+d p georep failback gs > "$T/half-back.out" 2>&1 || { cat "$T/half-back.out" >&2; fail "failback after a half-way failover"; }
+[ "$(role p)" = "primary/3" ] || fail "after failback the primary is $(role p)"
+verified p "after a planned failover finished with --force, and failback"
+
 # 1. The primary site is lost after a checkpoint: nothing unshipped.
 lose all
 start=$(date +%s.%N)
 d s georep failover gs --force > "$T/force1.out" 2>&1 || { cat "$T/force1.out" >&2; fail "failover --force"; }
 cat "$T/force1.out"
 echo "unplanned RTO (failover --force): $(python3 -c "print('%.2f s' % ($(date +%s.%N) - $start))")"
-[ "$(role s)" = "primary/2" ] || fail "the secondary was not promoted: $(role s)"
+[ "$(role s)" = "primary/4" ] || fail "the secondary was not promoted: $(role s)"
 for i in $(seq 1 20); do echo "during $i" > "$SM/during-$i"; done
 mkdir "$SM/newdir" && echo x > "$SM/newdir/x"
 rm "$SM/before/f1"
 back
-wait_for 30 "the old primary fencing itself" is_role p primary/fenced/1
+wait_for 30 "the old primary fencing itself" is_role p primary/fenced/3
 # Its bricks restart read-only one by one (until then its mount still takes writes: they would
 # count as unshipped below); then its mount refuses writes.
 wait_for 30 "the old primary's bricks running read-only" bricks_read_only
@@ -85,8 +107,8 @@ if echo nope > "$PM/after-heal" 2>/dev/null; then fail "the fenced old primary's
 d p georep status gs | grep -q FENCED || fail "status does not show the fence"
 d p georep failback gs > "$T/back1.out" 2>&1 || { cat "$T/back1.out" >&2; fail "failback after a clean site loss"; }
 cat "$T/back1.out"
-[ "$(role p)" = "primary/3" ] || fail "after failback the primary is $(role p)"
-[ "$(role s)" = "secondary/3" ] || fail "after failback the secondary is $(role s)"
+[ "$(role p)" = "primary/5" ] || fail "after failback the primary is $(role p)"
+[ "$(role s)" = "secondary/5" ] || fail "after failback the secondary is $(role s)"
 [ "$(cat "$PM/during-7")" = "during 7" ] || fail "a write made during the failover is missing after failback"
 [ ! -e "$PM/before/f1" ] || fail "a delete made during the failover did not reach the old primary"
 verified p "after failback from a clean site loss"
@@ -130,5 +152,5 @@ missing = [n for n in acked if open(os.path.join(sys.argv[2], "u%04d" % n)).read
 print("old primary: %d acknowledged writes, all still readable: %s" % (len(acked), not missing))
 sys.exit(1 if missing or not acked else 0)
 EOF
-[ "$(role p)" = "primary/fenced/3" ] || fail "the refused failback changed the old primary: $(role p)"
+[ "$(role p)" = "primary/fenced/5" ] || fail "the refused failback changed the old primary: $(role p)"
 echo "PASS: unplanned failover, self-fencing on return, failback; unshipped writes kept"
